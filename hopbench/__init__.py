@@ -1,0 +1,11 @@
+"""hopbench: a benchmark framework for continuous-time associative memories (Hopfield-type neural ODEs).
+
+The engine is plain Python (``compose`` builds a system from names); the ``hopbench`` command wraps it
+in Hydra configs.
+"""
+
+from hopbench.errors import ConfigError
+from hopbench.system import System, compose
+
+__all__ = ["ConfigError", "System", "compose"]
+__version__ = "0.1.0"

@@ -1,0 +1,258 @@
+"""Batched integration to steady states, with per-trajectory statuses, and Newton polishing.
+
+``integrate`` runs torchdiffeq over time windows of growing length. After each window, trajectories that
+converged (‖ẋ‖∞ < tol) or diverged (non-finite, or ‖x‖∞ > bound) leave the active batch, so the rest are
+not slowed by them; whatever is still active at t_max ends as ``max_time``. The error norm is the largest
+per-trajectory RMS, so each trajectory gets the requested accuracy whatever the batch holds. Every
+trajectory ends with exactly one status; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torchdiffeq import odeint
+
+from hopbench.errors import ConfigError
+from hopbench.models import Model
+
+__all__ = ["STATUSES", "Polished", "SolverConfig", "Trajectories", "integrate", "polish"]
+
+STATUSES = ("converged", "max_time", "diverged")
+CONVERGED, MAX_TIME, DIVERGED = range(3)
+ADAPTIVE_METHODS = ("dopri5", "bosh3", "dopri8", "adaptive_heun")
+FIXED_METHODS = ("rk4", "euler", "midpoint")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Integration settings (config group ``solver``)."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    step_size: float = 0.1  # fixed-step methods only
+    t_max: float = 200.0
+    tol: float = 1e-4  # converged when ‖ẋ‖∞ < tol
+    bound: float = 1e6  # diverged when ‖x‖∞ > bound
+    first_window: float = 1.0
+    window_growth: float = 1.5
+    max_steps: int = 100_000  # per window
+
+    def __post_init__(self) -> None:
+        if self.method not in ADAPTIVE_METHODS + FIXED_METHODS:
+            raise ConfigError("solver.method", self.method, "unknown method",
+                              allowed=ADAPTIVE_METHODS + FIXED_METHODS)
+        for key in ("rtol", "atol", "step_size", "t_max", "tol", "bound", "first_window"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"solver.{key}", getattr(self, key), "must be > 0")
+        if self.tol < self.atol:
+            raise ConfigError("solver.tol", self.tol, f"must be ≥ solver.atol={self.atol}: the integrator's "
+                              "own error keeps ‖ẋ‖ above a tolerance finer than its accuracy")
+        if self.window_growth < 1:
+            raise ConfigError("solver.window_growth", self.window_growth, "must be ≥ 1")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in ADAPTIVE_METHODS
+
+
+@dataclass
+class EnergyTrace:
+    """Energies at every accepted solver step, long form: trajectory index (K,), time (K,), energy (K,)."""
+
+    index: Tensor
+    t: Tensor
+    energy: Tensor
+    n: int  # number of trajectories
+
+    def increases(self, rtol: float) -> Tensor:
+        """Per trajectory (B,) whether E rose between consecutive steps by more than rtol·max(1, |E|)."""
+        order = torch.sort(self.index, stable=True).indices
+        idx, e = self.index[order], self.energy[order]
+        same = idx[1:] == idx[:-1]
+        rise = (e[1:] - e[:-1]) > rtol * e[:-1].abs().clamp_min(1.0)
+        rise = rise | ~torch.isfinite(e[1:])
+        out = torch.zeros(self.n, dtype=torch.bool, device=idx.device)
+        return out.index_put_((idx[1:][same & rise],), torch.tensor(True, device=idx.device))
+
+
+@dataclass
+class Trajectories:
+    """Final states of a batch of trajectories and how each one ended."""
+
+    x: Tensor  # (B, N) final states
+    status: Tensor  # (B,) int64 index into STATUSES
+    t: Tensor  # (B,) time at which each trajectory stopped
+    nfe: Tensor  # (B,) vector-field evaluations while the trajectory was active
+    speed: Tensor  # (B,) ‖ẋ‖∞ at the final state
+    trace: EnergyTrace | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Status counts; they sum to B."""
+        return {name: int((self.status == i).sum()) for i, name in enumerate(STATUSES)}
+
+    def fraction(self, name: str) -> float:
+        return float((self.status == STATUSES.index(name)).double().mean())
+
+    def status_names(self) -> list[str]:
+        return [STATUSES[i] for i in self.status.tolist()]
+
+
+class _Field(torch.nn.Module):
+    """The vector field as torchdiffeq sees it: counts evaluations and freezes runaway rows.
+
+    Rows that are non-finite or beyond the divergence bound get ẋ = 0 so that one exploding trajectory
+    cannot break the step-size control of the others; they are marked ``diverged`` after the window.
+    """
+
+    def __init__(self, model: Model, bound: float) -> None:
+        super().__init__()
+        self.model, self.bound = model, bound
+        self.nfe = 0
+        self.last_dt: Tensor | None = None
+        self.records: list[tuple[Tensor, Tensor]] = []
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        self.nfe += 1
+        dx = self.model.vector_field(x)
+        ok = (x.abs().amax(-1, keepdim=True) <= self.bound) & torch.isfinite(dx).all(-1, keepdim=True)
+        return torch.where(ok, dx, torch.zeros((), dtype=dx.dtype, device=dx.device))
+
+    def remember_dt(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.last_dt = dt
+
+    def record(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.last_dt = dt
+        with torch.no_grad():
+            self.records.append((t0.expand(y0.shape[0]).to(y0.dtype), self.model.energy.value(y0)))
+
+
+def _rowwise_rms_max(t: Tensor) -> Tensor:
+    """Error norm: the largest per-trajectory RMS (the batch does not dilute any trajectory's error)."""
+    return t.pow(2).mean(-1).sqrt().amax() if t.ndim > 1 else t.pow(2).mean().sqrt()
+
+
+def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
+              record_energy: bool = False) -> Trajectories:
+    """Integrate ẋ = model.vector_field(x) from x0 (B, N) until each trajectory converges, diverges or
+    reaches t_max. With ``record_energy`` the model's energy is stored at every accepted step."""
+    cfg = config or SolverConfig()
+    B = x0.shape[0]
+    dev = x0.device
+    x = x0.detach().clone()
+    status = torch.full((B,), MAX_TIME, dtype=torch.long, device=dev)
+    t_end = torch.zeros(B, dtype=torch.float64, device=dev)
+    nfe = torch.ones(B, dtype=torch.long, device=dev)
+    traces: list[tuple[Tensor, Tensor, Tensor]] = []
+    notes: list[str] = []
+
+    def settle(idx: Tensor, xa: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """Classify the rows ``idx`` at time t; returns (still active idx, their speeds)."""
+        with torch.no_grad():
+            v = model.vector_field(xa)
+        sp = v.abs().amax(-1)
+        bad = ~torch.isfinite(xa).all(-1) | ~torch.isfinite(sp) | (xa.abs().amax(-1) > cfg.bound)
+        conv = ~bad & (sp < cfg.tol)
+        status[idx[bad]] = DIVERGED
+        status[idx[conv]] = CONVERGED
+        x[idx], t_end[idx], speed[idx] = xa, t, sp
+        return idx[~(bad | conv)], sp
+
+    speed = torch.empty(B, dtype=x0.dtype, device=dev)
+    if record_energy:
+        with torch.no_grad():
+            traces.append((torch.arange(B, device=dev), torch.zeros(B, dtype=x.dtype, device=dev),
+                           model.energy.value(x)))
+    active, _ = settle(torch.arange(B, device=dev), x.clone(), 0.0)
+
+    func = _Field(model, cfg.bound)
+    if cfg.adaptive:
+        func.callback_accept_step = func.record if record_energy else func.remember_dt
+    elif record_energy:
+        func.callback_step = func.record
+    t, window = 0.0, cfg.first_window
+    while active.numel() and t < cfg.t_max:
+        t1 = min(t + window, cfg.t_max)
+        options: dict = ({"norm": _rowwise_rms_max, "max_num_steps": cfg.max_steps} if cfg.adaptive
+                         else {"step_size": cfg.step_size})
+        if cfg.adaptive and func.last_dt is not None:
+            options["first_step"] = func.last_dt
+        func.nfe, func.records = 0, []
+        span = torch.tensor([t, t1], dtype=torch.float64, device=dev)
+        try:
+            with torch.no_grad():
+                xa = odeint(func, x[active], span, method=cfg.method, rtol=cfg.rtol, atol=cfg.atol,
+                            options=options)[-1]
+        except AssertionError as err:  # torchdiffeq: step-size underflow or max_num_steps exceeded
+            notes.append(f"solver stopped in window [{t:g}, {t1:g}]: {err}")
+            nfe[active] += func.nfe
+            settle(active, x[active].clone(), t)
+            break
+        nfe[active] += func.nfe + 1
+        if record_energy:
+            for t_rec, e_rec in func.records:
+                traces.append((active, t_rec, e_rec))
+            with torch.no_grad():
+                traces.append((active, torch.full_like(xa[:, 0], t1), model.energy.value(xa)))
+        active, _ = settle(active, xa, t1)
+        t, window = t1, window * cfg.window_growth
+    trace = None
+    if record_energy:
+        idx, tt, ee = (torch.cat(parts) for parts in zip(*traces, strict=True))
+        trace = EnergyTrace(idx, tt, ee, B)
+    return Trajectories(x, status, t_end, nfe, speed, trace, notes)
+
+
+@dataclass
+class Polished:
+    """Fixed points refined by Newton's method."""
+
+    x: Tensor  # (B, N)
+    residual: Tensor  # (B,) ‖r(x)‖∞ after polishing
+    converged: Tensor  # (B,) residual <= tol·max(1, ‖x‖∞)
+    shift: Tensor  # (B,) ‖x_polished − x_start‖∞
+
+
+def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10) -> Polished:
+    """Batched damped Newton on the fixed-point residual r(x) = 0 (use a float64 model).
+
+    Each step solves (∂r/∂x) δ = −r (pseudo-inverse where singular) and halves δ per row until ‖r‖
+    decreases. The residual, not ẋ = R r, is solved, so a singular R cannot fake a fixed point.
+    """
+    x0 = x.detach().clone()
+    x = x0.clone()
+    with torch.no_grad():
+        r = model.residual(x)
+        rn = r.abs().amax(-1)
+        for _ in range(iterations):
+            done = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
+            if bool(done.all()):
+                break
+            J = model.residual_jacobian(x)
+            delta, info = torch.linalg.solve_ex(J, -r.unsqueeze(-1))
+            delta = delta.squeeze(-1)
+            singular = (info != 0) | ~torch.isfinite(delta).all(-1)
+            if bool(singular.any()):
+                delta[singular] = (torch.linalg.pinv(J[singular]) @ -r[singular].unsqueeze(-1)).squeeze(-1)
+            step = torch.ones_like(rn)
+            accepted = done.clone()
+            x_new, r_new, rn_new = x.clone(), r.clone(), rn.clone()
+            for _ in range(30):
+                trial = x + step.unsqueeze(-1) * delta
+                r_try = model.residual(trial)
+                rn_try = r_try.abs().amax(-1)
+                ok = ~accepted & (rn_try < rn)
+                x_new[ok], r_new[ok], rn_new[ok] = trial[ok], r_try[ok], rn_try[ok]
+                accepted |= ok
+                if bool(accepted.all()):
+                    break
+                step = torch.where(accepted, step, step / 2)
+            if bool((x_new == x).all()):
+                break
+            x, r, rn = x_new, r_new, rn_new
+    converged = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
+    return Polished(x, rn, converged, (x - x0).abs().amax(-1))

@@ -1,0 +1,60 @@
+"""Shared fixtures. Set HOPBENCH_TEST_DEVICE=cuda to run the engine tests on a GPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from hopbench.activations import build_activation
+from hopbench.network import Network
+
+DEVICE = torch.device(os.environ.get("HOPBENCH_TEST_DEVICE", "cpu"))
+F64 = torch.float64
+
+
+@pytest.fixture
+def device() -> torch.device:
+    return DEVICE
+
+
+def bipolar(P: int, N: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 2, (P, N), generator=gen).to(F64) * 2 - 1).to(DEVICE)
+
+
+def hebbian_net(P: int, N: int, activation: str = "tanh", params: dict | None = None, seed: int = 0,
+                bias: float = 0.0) -> tuple[Network, torch.Tensor]:
+    """Zero-diagonal Hebbian network (float64, on the test device) and its ±1 patterns (P, N)."""
+    X = bipolar(P, N, seed)
+    W = X.T @ X / N
+    W.fill_diagonal_(0.0)
+    b = torch.full((N,), bias, dtype=F64, device=DEVICE)
+    return Network(W, b, build_activation(activation, params)), X
+
+
+def relu_memory(P: int, N: int, seed: int = 0):
+    """A symmetric ReLU memory with dead neurons: {0,1} patterns with exactly 0.3N ones, W = 1.2 XX⁺ − 11ᵀ/N,
+    b = 0.1. Every pattern is an exact fixed point (y = W a + b) with silent neurons at y = −0.2 (dead).
+    Returns the float64 System."""
+    from hopbench.system import compose
+
+    return compose(model="original", activation="relu", weights="pseudoinverse",
+                   weights_params={"scale": 1.2, "inhibition": 1.0}, dataset="sparse_binary",
+                   dataset_params={"coding_level": 0.3, "exact": True}, bias={"kind": "constant", "value": 0.1},
+                   n_neurons=N, n_patterns=P, seed=seed, device=str(DEVICE), dtype="float64")
+
+
+def random_net(N: int, activation: str, symmetric: bool, seed: int = 0, scale: float = 1.0,
+               params: dict | None = None) -> Network:
+    gen = torch.Generator().manual_seed(seed)
+    A = torch.randn(N, N, generator=gen, dtype=F64) * scale / N**0.5
+    W = (A + A.T) / 2**0.5 if symmetric else A
+    b = 0.1 * torch.randn(N, generator=gen, dtype=F64)
+    return Network(W.to(DEVICE), b.to(DEVICE), build_activation(activation, params))
+
+
+def randn(*shape: int, seed: int = 1, scale: float = 1.0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(*shape, generator=gen, dtype=F64)).to(DEVICE)
