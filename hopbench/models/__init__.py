@@ -1,8 +1,11 @@
 """Models = Lagrangian (activations) + vector field (dynamics, strategies) + energy (energies)."""
 
-from hopbench.models.dynamics import CUE_MAPS, MODELS, Model, ModelSpec, build_model
+from hopbench.models.dynamics import CUE_MAPS, MODELS, NATURAL_STRATEGY, Model, ModelSpec, build_model
 from hopbench.models.energies import ENERGIES, Energy, build_energy
 from hopbench.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
 
-__all__ = ["CUE_MAPS", "ENERGIES", "MODELS", "STRATEGIES", "Backing", "Energy", "Model", "ModelSpec", "Strategy",
-           "assess_backing", "build_energy", "build_model"]
+__all__ = [
+    "CUE_MAPS", "ENERGIES", "MODELS", "NATURAL_STRATEGY", "STRATEGIES",
+    "Backing", "Energy", "Model", "ModelSpec", "Strategy",
+    "assess_backing", "build_energy", "build_model",
+]

@@ -22,9 +22,11 @@ from hopbench.models.strategies import STRATEGIES, Backing, Strategy, assess_bac
 from hopbench.network import Network
 from hopbench.registry import Registry
 
-__all__ = ["CUE_MAPS", "MODELS", "Model", "ModelSpec", "build_model"]
+__all__ = ["CUE_MAPS", "MODELS", "NATURAL_STRATEGY", "Model", "ModelSpec", "build_model"]
 
 CUE_MAPS = ("affine", "identity")
+#: ``strategy=auto``: the strategy that backs a Lyapunov function without flat directions for any W
+NATURAL_STRATEGY = {"original": "identity", "modified": "i_minus_wt_lambda", "modified_y": "y_i_minus_lambda_wt"}
 
 
 class YState:
@@ -200,6 +202,10 @@ def _modified_y(spec: ModelSpec, net: Network) -> Model:
 
 def build_model(name: str, net: Network, *, strategy: str = "identity", strategy_params: dict | None = None,
                 energy: str = "auto", energy_params: dict | None = None, cue_map: str = "affine") -> Model:
-    """A model by name (original | modified | modified_y) on ``net``."""
+    """A model by name (original | modified | modified_y) on ``net``; ``strategy="auto"`` picks
+    :data:`NATURAL_STRATEGY` (identity, i_minus_wt_lambda, y_i_minus_lambda_wt)."""
+    factory = MODELS.get(name)
+    if strategy == "auto":
+        strategy = NATURAL_STRATEGY[name]
     spec = ModelSpec(name, strategy, dict(strategy_params or {}), energy, dict(energy_params or {}), cue_map)
-    return MODELS.get(name)(spec, net)
+    return factory(spec, net)

@@ -1,0 +1,155 @@
+"""``hopbench-report DIR...``: every results.json under the given directories in one DataFrame.
+
+Writes ``summary.csv`` (one row per run and model; a ``compare=true`` run gives one row per model), prints a
+readable table, and draws comparison plots (original vs modified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["collect", "main", "print_summary", "rows_from_results"]
+
+#: the columns a researcher reads first
+HEADLINE = ["model", "strategy", "energy", "activation", "weights", "n_neurons", "load", "retrieval_accuracy",
+            "spurious_rate", "stable_fraction", "energy_inconclusive_fraction", "lyapunov_violation_fraction",
+            "capacity_alpha", "alpha_s", "theory_backed", "time_s", "status"]
+BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "stable_fraction",
+               "energy_certified_fraction", "energy_inconclusive_fraction", "energy_jacobian_agreement",
+               "dead_fraction", "lyapunov_violation_fraction", "trajectory_energy_increase_fraction"]
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        if key == "status_counts" and isinstance(value, dict):
+            out.update({f"n_{status}": count for status, count in value.items()})
+        elif not isinstance(value, dict | list):
+            out[key] = value
+    return out
+
+
+def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
+    """One row per model measured in a run."""
+    config = results.get("config", {})
+    system = results.get("system", {})
+    base = {
+        "run_dir": run_dir, "status": results.get("status"), "error": results.get("error"),
+        "task": results.get("task"), "activation": config.get("activation", {}).get("name"),
+        "weights": config.get("weights", {}).get("name"), "dataset": config.get("dataset", {}).get("name"),
+        "n_neurons": system.get("n_neurons", config.get("n_neurons")), "n_patterns": system.get("n_patterns"),
+        "load": system.get("load"), "seed": config.get("seed"), "config_hash": results.get("config_hash"),
+        "device": results.get("device"),
+    }
+    primary = config.get("model", {}).get("name")
+    per_model = results.get("comparison") or {primary: results.get("metrics", {})}
+    rows = []
+    for name, metrics in per_model.items():
+        info = results.get("models", {}).get(name, {})
+        rows.append({**base, "model": name, "strategy": info.get("strategy"), "energy": info.get("energy"),
+                     "theory_backed": info.get("theory_backed"), **_scalars(metrics)})
+    return rows
+
+
+def collect(dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """All results.json files under ``dirs`` as a DataFrame (unreadable files become failed rows)."""
+    rows: list[dict] = []
+    for root in dirs:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob("results.json"))
+        for file in files:
+            try:
+                results = json.loads(file.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                rows.append({"run_dir": str(file.parent), "status": "unreadable", "error": str(err)})
+                continue
+            rows.extend(rows_from_results(results, str(file.parent)))
+    return pd.DataFrame(rows)
+
+
+def _format(frame: pd.DataFrame) -> str:
+    columns = [c for c in HEADLINE if c in frame and frame[c].notna().any()]
+    view = frame[columns].copy()
+    for col in view.select_dtypes("number"):
+        view[col] = view[col].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
+    return view.fillna("—").to_string(index=False)
+
+
+def print_summary(results: Sequence[dict], title: str = "") -> None:
+    """Print the headline table of one or more runs."""
+    frame = pd.DataFrame([row for r in results for row in rows_from_results(r)])
+    if title:
+        print(f"\n== {title}")
+    print(_format(frame))
+
+
+def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:
+    from hopbench import plots
+    from hopbench.tracking import atomic_path
+
+    made = []
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if ok.empty or "model" not in ok:
+        return made
+    figures = {"comparison_by_model": lambda: plots.comparison_bars(ok, BAR_METRICS, "model",
+                                                                    "original vs modified (mean over runs)")}
+    if "activation" in ok and ok["activation"].nunique() > 1:
+        ok = ok.assign(model_activation=ok["model"] + " / " + ok["activation"].astype(str))
+        figures["comparison_by_model_activation"] = lambda: plots.comparison_bars(
+            ok, BAR_METRICS, "model_activation", "by model and activation")
+    if "load" in ok and ok["load"].nunique() > 1 and "retrieval_accuracy" in ok:
+        curve = ok.dropna(subset=["retrieval_accuracy"]).groupby(["model", "load"], as_index=False)[
+            "retrieval_accuracy"].mean()
+        figures["retrieval_vs_load"] = lambda: plots.capacity_curve(curve, 0.9, "retrieval accuracy vs load")
+    import matplotlib.pyplot as plt
+
+    for name, draw in figures.items():
+        fig = draw()
+        target = out / f"{name}.png"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        made.append(target)
+    return made
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hopbench-report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", help="run or sweep directories (searched recursively)")
+    parser.add_argument("--out", help="where to write summary.csv and plots (default: the first directory)")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    missing = [d for d in args.dirs if not Path(d).exists()]
+    if missing:
+        print(f"hopbench-report: error: no such directory: {missing[0]}", file=sys.stderr)
+        return 2
+    frame = collect(args.dirs)
+    if frame.empty:
+        print(f"hopbench-report: error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
+        return 2
+    out = Path(args.out or (args.dirs[0] if Path(args.dirs[0]).is_dir() else Path(args.dirs[0]).parent))
+    out.mkdir(parents=True, exist_ok=True)
+    from hopbench.tracking import atomic_path
+
+    with atomic_path(out / "summary.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    print(_format(frame))
+    print(f"\n{len(frame)} rows from {frame['run_dir'].nunique()} runs -> {out / 'summary.csv'}")
+    if not args.no_plots:
+        for path in _plots(frame, out):
+            print(f"plot: {path}")
+    failed = frame[frame["status"] != "ok"] if "status" in frame else frame.iloc[:0]
+    for _, row in failed.iterrows():
+        print(f"failed: {row['run_dir']}: {row.get('error')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
