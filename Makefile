@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed
 # CPU build of torch from the local wheel cache; users' own machines may install any torch in range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint report bench clean
+REPROS := fig1 prop1 prop3 prop4 example7 dead-neurons critical-load hopfield-capacity
+FULL   ?= false
+
+.PHONY: install demo test lint report bench clean repro-all $(addprefix repro-,$(REPROS))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +28,16 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hopbench tests bench
+
+# make repro-<name> [FULL=true]: writes reproductions/<name>/ (data, figure, verdict.json)
+$(addprefix repro-,$(REPROS)): repro-%: $(STAMP)
+	$(BIN)/hopbench experiment=repro_$(subst -,_,$*) full=$(FULL)
+
+repro-all: $(addprefix repro-,$(REPROS))
+	$(BIN)/python -m hopbench.repro reproductions
+
+report: $(STAMP)
+	$(BIN)/hopbench-report $(or $(DIRS),outputs multirun)
 
 clean:
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ from hopbench.weights import WEIGHTS
 
 __all__ = ["TASK_NAMES", "Settings", "settings_from_config"]
 
-TASK_NAMES = ("evaluate", "capacity", "critical_load", "lyapunov")
+TASK_NAMES = ("evaluate", "capacity", "critical_load", "lyapunov", "reproduce")
 MODEL_STATE = {"original": "y", "modified": "u", "modified_y": "y"}
 #: data kinds each storage rule can hold meaningfully is not restricted; these rules need P ≤ N
 P_LIMITED = {"pseudoinverse": lambda params: not params.get("ridge")}
@@ -254,4 +254,9 @@ def _check_task(cfg: DictConfig) -> tuple[str, dict]:
         for alpha in loads:
             _positive("task.loads", alpha)
         _fraction("task.level", params["level"])
+    if name == "reproduce":
+        from hopbench.repro import load
+
+        load(params["which"])
+        params["use"] = "full_params" if cfg.get("full") else "params"
     return name, params

@@ -275,3 +275,28 @@ def lyapunov(settings: Settings, recorder: Recorder) -> dict:
     _write_tables(recorder, tables)
     recorder.figure("energy_trajectories", lambda: plots.energy_traces(traces, "Energy along cue trajectories"))
     return _result(settings, per_model, info)
+
+
+@TASKS.register("reproduce")
+def reproduce(settings: Settings, recorder: Recorder) -> dict:
+    """A published result: data, figure and verdict.json in ``reproductions/<which>/`` (issue 4)."""
+    from pathlib import Path
+
+    from hopbench.repro import Context
+    from hopbench.repro import reproduce as run_reproduction
+    from hopbench.system import resolve_device
+
+    p = settings.task_params
+    which, full = p["which"], p["use"] == "full_params"
+    ctx = Context(which, Path(p["out"]) / which, resolve_device(settings.system["device"]), seed=settings.seed,
+                  figures=p["figures"], recorder=recorder)
+    document = run_reproduction(which, dict(p[p["use"]]), ctx, full=full)
+    metrics = {"passed": document["passed"], "claims_passed": sum(c["passed"] for c in document["claims"]),
+               "claims": len(document["claims"]), "time_s": document["time_s"]}
+    print(f"\n== reproduction {which}: {metrics['claims_passed']} of {metrics['claims']} claims pass "
+          f"-> {ctx.out_dir / 'verdict.json'}")
+    for claim in document["claims"]:
+        print(f"  [{'pass' if claim['passed'] else 'FAIL'}] {claim['claim']}: {claim['measured']} "
+              f"(tolerance: {claim['tolerance']})")
+    return {"metrics": metrics, "comparison": None, "models": {}, "theory_backed": None, "theory_reasons": [],
+            "reproduction": document}
