@@ -8,8 +8,9 @@ TORCH  ?= torch==2.13.0
 
 REPROS := fig1 prop1 prop3 prop4 example7 dead-neurons critical-load hopfield-capacity
 FULL   ?= false
+SWEEPS := activations capacity
 
-.PHONY: install demo test lint report bench clean repro-all $(addprefix repro-,$(REPROS))
+.PHONY: install demo test lint report bench clean repro-all $(addprefix repro-,$(REPROS)) $(addprefix sweep-,$(SWEEPS))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hopbench tests bench
+
+$(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
+	$(BIN)/hopbench -m experiment=sweep_$*
 
 # make repro-<name> [FULL=true]: writes reproductions/<name>/ (data, figure, verdict.json)
 $(addprefix repro-,$(REPROS)): repro-%: $(STAMP)
