@@ -166,9 +166,9 @@ class Model:
         if bool((lam.eigenvalues() < -1e-12).any()):
             return None
         root = lam.sqrt()
-        S = root.left(root.right(self.net.W))
-        S = 0.5 * (S + S.transpose(-1, -2))
-        return S - torch.eye(self.net.n, dtype=S.dtype, device=S.device)
+        S = root.left(root.right(self.net.W))  # symmetric up to rounding; eigvalsh reads one triangle
+        S.diagonal(dim1=-2, dim2=-1).sub_(1.0)
+        return S
 
     # activity space -------------------------------------------------------------------------------
     def readout(self, x: Tensor) -> Tensor:
