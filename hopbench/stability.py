@@ -140,15 +140,23 @@ def analyse(model: Model, x: Tensor, config: StabilityConfig | None = None, *,
 
 
 def _range_test(model: Model, x: Tensor, cfg: StabilityConfig) -> tuple[Tensor, Tensor]:
-    """Prop. 4.2: min eigenvalue of Λ − ΛWΛ on range(Λ) (+inf when every neuron is dead), and its verdict.
+    """Prop. 4.2: is Λ − ΛWΛ positive definite on range(Λ)? Min eigenvalue (+inf when every neuron is dead), verdict.
 
-    The dead subspace is lifted to a value above the spectrum, so the smallest eigenvalue comes from the
-    range of Λ unless that range is empty.
+    Tested in the congruent form I − Λ^{1/2}WΛ^{1/2} on range(Λ): Λ − ΛWΛ = Λ^{1/2}(I − Λ^{1/2}WΛ^{1/2})Λ^{1/2} and
+    Λ^{1/2} is invertible on range(Λ), so both have the same inertia (Sylvester's law), but the congruent form
+    is not scaled down by nearly dead neurons (Λ_i just above ``dead_tol``), whose eigenvalues in the literal
+    form are ~Λ_i and would sink below any fixed tolerance. Rows where Λ is not positive semi-definite (a
+    non-monotone activation such as gelu) have no real Λ^{1/2} and use the literal form. The dead subspace is
+    lifted above the spectrum, so the smallest eigenvalue comes from the range of Λ unless that range is empty.
     """
     lam = model.curvature(x)
-    M = _sym(lam.dense() - lam.left(lam.right(model.net.W)))
+    root = lam.sqrt()
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    psd = (lam.eigenvalues() >= -1e-12).all(-1).view(-1, 1, 1)
+    M = torch.where(psd, eye - _sym(root.left(root.right(model.net.W))),
+                    _sym(lam.dense() - lam.left(lam.right(model.net.W))))
     P_d = lam.null_projector(cfg.dead_tol)
-    P_a = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device) - P_d
+    P_a = eye - P_d
     lift = 1.0 + M.abs().sum((-1, -2)).view(-1, 1, 1)
     eigs = torch.linalg.eigvalsh(_sym(P_a @ M @ P_a + lift * P_d))
     alive = torch.diagonal(P_d, dim1=-2, dim2=-1).sum(-1) < x.shape[-1] - 0.5

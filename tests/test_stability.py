@@ -56,6 +56,29 @@ def test_range_test_tracks_jacobian_when_memories_become_unstable() -> None:
     assert s["range_certified_fraction"] == s["stable_fraction"]
 
 
+def test_range_test_is_not_fooled_by_nearly_dead_neurons() -> None:
+    """Saturated tanh neurons with Λ_i just above dead_tol: Prop. 4.2's test is a statement about inertia, so
+    it must match an independent dense computation of I − Λ_a^{1/2} W_aa Λ_a^{1/2} on the alive coordinates
+    (congruent to Λ_a − Λ_a W_aa Λ_a), not sink to ~Λ_i as the literal matrix does."""
+    N = 24
+    net = random_net(N, "tanh", symmetric=True, seed=3, scale=0.4)  # spectral edge ≈ 0.8: stable
+    model = build_model("original", net)
+    y = randn(5, N, seed=4)
+    y[:, ::3] = 7.5 * torch.sign(y[:, ::3])  # Λ = 1 − tanh²(7.5) ≈ 1.2e-6: alive, but barely
+    lam = net.lagrangian.hessian(y).values
+    assert bool(((lam[:, ::3] > 1e-6) & (lam[:, ::3] < 2e-6)).all())
+    table = analyse(model, y, StabilityConfig(dead_tol=1e-6))
+    for i in range(y.shape[0]):
+        root = lam[i].sqrt()
+        S = root[:, None] * net.W * root[None, :]
+        expected = torch.linalg.eigvalsh(torch.eye(N, dtype=F64, device=DEVICE) - S).min()
+        torch.testing.assert_close(table["range_min_eig"][i], expected, rtol=1e-10, atol=1e-12)
+        literal = torch.diag(lam[i]) - lam[i][:, None] * net.W * lam[i][None, :]
+        assert float(torch.linalg.eigvalsh(literal).min()) < 2e-6  # what a fixed tolerance would misjudge
+    assert bool(table["range_certified"].all())
+    assert bool((table["jacobian_verdict"] == 0).all())
+
+
 def test_modified_energy_e3_is_not_flat() -> None:
     system = relu_memory(5, 100)
     model = system.with_model("modified", strategy="i_minus_wt_lambda").model
