@@ -18,7 +18,8 @@ import pandas as pd
 __all__ = ["collect", "main", "print_summary", "rows_from_results"]
 
 #: the columns a researcher reads first
-HEADLINE = ["model", "strategy", "energy", "activation", "weights", "n_neurons", "load", "retrieval_accuracy",
+HEADLINE = ["reproduction", "claims_passed", "claims", "passed",
+            "model", "strategy", "energy", "activation", "weights", "n_neurons", "load", "retrieval_accuracy",
             "spurious_rate", "stable_fraction", "energy_inconclusive_fraction", "lyapunov_violation_fraction",
             "capacity_alpha", "alpha_s", "theory_backed", "time_s", "status"]
 BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "stable_fraction",
@@ -48,6 +49,10 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
         "load": system.get("load"), "seed": config.get("seed"), "config_hash": results.get("config_hash"),
         "device": results.get("device"),
     }
+    if results.get("task") == "reproduce":  # a published result: its verdicts, not the base network's settings
+        which = config.get("task", {}).get("which")
+        return [{**{k: base[k] for k in ("run_dir", "status", "error", "task", "seed", "config_hash", "device")},
+                 "reproduction": which, **_scalars(results.get("metrics", {}))}]
     primary = config.get("model", {}).get("name")
     per_model = results.get("comparison") or {primary: results.get("metrics", {})}
     rows = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,20 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
     assert report.count("| [fig1](fig1/) |") == len(document["claims"])
     passed = sum(c["passed"] for c in document["claims"])
     assert f"**{passed} of {len(document['claims'])} claims pass.**" in report
+
+
+def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Path) -> None:
+    """`hopbench experiment=repro_<name>` writes verdict.json and results.json, and the summary table shows the
+    reproduction's verdicts, not the settings of the base network it does not use."""
+    proc = subprocess.run([sys.executable, "-m", "hopbench.cli", "experiment=repro_prop1",
+                           "task.params=${task.tiny_params}", "task.figures=false", "logger=none"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verdict = json.loads((tmp_path / "reproductions" / "prop1" / "verdict.json").read_text())
+    (results_file,) = tmp_path.glob("outputs/**/results.json")
+    results = json.loads(results_file.read_text())
+    assert results["status"] == "ok" and results["task"] == "reproduce"
+    assert results["metrics"]["claims"] == len(verdict["claims"])
+    assert results["metrics"]["passed"] == verdict["passed"]
+    table = proc.stdout[proc.stdout.rindex("== reproduce"):]
+    assert "prop1" in table and "hebbian" not in table and "tanh" not in table

@@ -13,7 +13,8 @@ import importlib
 import json
 import pkgutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,26 @@ import torch
 from hopbench.registry import Registry
 from hopbench.tracking import Recorder, atomic_path, json_safe, write_json
 
-__all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "load", "reproduce", "write_report"]
+__all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "cpu_threads", "load", "reproduce", "write_report"]
 
 #: reproduction name -> module in this package (each module registers one reproduction of its own name)
 MODULES = {m.name: m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+
+
+@contextmanager
+def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
+    """Run with ``count`` torch threads on a CPU device (restored afterwards); 0 or a GPU leaves them alone.
+
+    The reproductions' matrices (N ≤ 800) are too small for a thread pool: on a shared 2-core machine torch's
+    spinning threads slowed eigvalsh by 3-100x and a (B, 100) vector field from 0.08 ms to 36 ms (measured).
+    """
+    previous = torch.get_num_threads()
+    if count > 0 and device.type == "cpu":
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass
