@@ -103,15 +103,18 @@ class Trajectories:
 
 
 class _Field(torch.nn.Module):
-    """The vector field as torchdiffeq sees it: counts evaluations and freezes runaway rows.
+    """The vector field as torchdiffeq sees it: counts evaluations and, when ``guarded``, freezes runaway rows.
 
-    Rows that are non-finite or beyond the divergence bound get ẋ = 0 so that one exploding trajectory
-    cannot break the step-size control of the others; they are marked ``diverged`` after the window.
+    Guarded, rows that are non-finite or beyond the divergence bound get ẋ = 0 so that one exploding
+    trajectory cannot break the step-size control of the others; they are marked ``diverged`` after the
+    window. The guard costs a few element-wise passes per evaluation, so ``integrate`` runs a window
+    unguarded first and repeats it guarded only when it fails (step-size underflow or non-finite states).
     """
 
     def __init__(self, model: Model, bound: float) -> None:
         super().__init__()
         self.model, self.bound = model, bound
+        self.guarded = False
         self.nfe = 0
         self.last_dt: Tensor | None = None
         self.records: list[tuple[Tensor, Tensor]] = []
@@ -119,6 +122,8 @@ class _Field(torch.nn.Module):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         self.nfe += 1
         dx = self.model.vector_field(x)
+        if not self.guarded:
+            return dx
         ok = (x.abs().amax(-1, keepdim=True) <= self.bound) & torch.isfinite(dx).all(-1, keepdim=True)
         return torch.where(ok, dx, torch.zeros((), dtype=dx.dtype, device=dx.device))
 
@@ -181,18 +186,25 @@ def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
                          else {"step_size": cfg.step_size})
         if cfg.adaptive and func.last_dt is not None:
             options["first_step"] = func.last_dt
-        func.nfe, func.records = 0, []
         span = torch.tensor([t, t1], dtype=torch.float64, device=dev)
-        try:
-            with torch.no_grad():
-                xa = odeint(func, x[active], span, method=cfg.method, rtol=cfg.rtol, atol=cfg.atol,
-                            options=options)[-1]
-        except AssertionError as err:  # torchdiffeq: step-size underflow or max_num_steps exceeded
-            notes.append(f"solver stopped in window [{t:g}, {t1:g}]: {err}")
-            nfe[active] += func.nfe
+        spent = 0
+        for func.guarded in (False, True):
+            func.nfe, func.records = 0, []
+            try:
+                with torch.no_grad():
+                    xa = odeint(func, x[active], span, method=cfg.method, rtol=cfg.rtol, atol=cfg.atol,
+                                options=options)[-1]
+            except AssertionError as err:  # torchdiffeq: step-size underflow or max_num_steps exceeded
+                xa, failure = None, f"solver stopped in window [{t:g}, {t1:g}]: {err}"
+            spent += func.nfe
+            if xa is not None and bool(torch.isfinite(xa).all()):
+                break
+        if xa is None:
+            notes.append(failure)
+            nfe[active] += spent
             settle(active, x[active].clone(), t)
             break
-        nfe[active] += func.nfe + 1
+        nfe[active] += spent + 1
         if record_energy:
             for t_rec, e_rec in func.records:
                 traces.append((active, t_rec, e_rec))

@@ -166,8 +166,12 @@ class Model:
         if bool((lam.eigenvalues() < -1e-12).any()):
             return None
         root = lam.sqrt()
-        S = root.left(root.right(self.net.W))  # symmetric up to rounding; eigvalsh reads one triangle
-        S.diagonal(dim1=-2, dim2=-1).sub_(1.0)
+        if root.diagonal:  # one (B, N, N) buffer, scaled in place: this runs on every analysed batch
+            S = root.values.unsqueeze(-1) * self.net.W
+            S.mul_(root.values.unsqueeze(-2))
+        else:
+            S = root.left(root.right(self.net.W))
+        S.diagonal(dim1=-2, dim2=-1).sub_(1.0)  # symmetric up to rounding; eigvalsh reads one triangle
         return S
 
     # activity space -------------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""The fast paths give the results of the slow ones (issue 5): same final states, same spectra, same verdicts.
+
+What is checked here is equality with the straightforward computation, never speed (that is `make bench`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchdiffeq import odeint
+
+from hopbench.activations import build_activation
+from hopbench.models import build_model
+from hopbench.network import Network
+from hopbench.solver import SolverConfig, integrate, polish
+from hopbench.stability import eigvalsh, jacobian_eigenvalues
+from tests.conftest import DEVICE, F64, hebbian_net, randn
+
+
+def flipped(X: torch.Tensor, level: float, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    flips = (torch.rand(X.shape, generator=gen, dtype=F64) < level).to(X.device)
+    return torch.where(flips, -X, X)
+
+
+def test_windowed_early_stopping_integration_matches_one_plain_odeint_call() -> None:
+    """integrate (windows, converged rows leave the batch, unguarded first) ends where a single full-batch
+    torchdiffeq call over the whole horizon ends, and retrieves the same patterns."""
+    net, X = hebbian_net(8, 80, "tanh", {"beta": 4.0})
+    model = build_model("original", net)
+    x0 = model.initial_state(flipped(X.repeat(3, 1), 0.1, seed=5))
+    cfg = SolverConfig(rtol=1e-8, atol=1e-10, tol=1e-7, t_max=80.0)
+    out = integrate(model, x0, cfg)
+    assert out.counts()["converged"] == x0.shape[0]
+    with torch.no_grad():
+        plain = odeint(lambda _, x: model.vector_field(x), x0, torch.tensor([0.0, cfg.t_max], dtype=F64,
+                       device=DEVICE), method="dopri5", rtol=cfg.rtol, atol=cfg.atol)[-1]
+    torch.testing.assert_close(out.x, plain, rtol=0, atol=1e-5)
+    cosine = lambda x: torch.nn.functional.cosine_similarity(model.readout(x), X.repeat(3, 1), dim=-1)  # noqa: E731
+    assert torch.equal(cosine(out.x) >= 0.95, cosine(plain) >= 0.95)
+
+
+def test_a_diverging_row_does_not_change_the_others() -> None:
+    """The guarded re-run of a failing window gives every other row the result it gets in a batch of its own."""
+    net, X = hebbian_net(4, 30, "tanh")
+    model = build_model("original", net)
+    good = model.initial_state(flipped(X, 0.1, seed=2))
+    cfg = SolverConfig(bound=1e3, rtol=1e-8, atol=1e-10, tol=1e-7)
+    alone = integrate(model, good, cfg)
+    boom = torch.full((1, 30), float("inf"), dtype=F64, device=DEVICE)
+    mixed = integrate(model, torch.cat([good[:2], boom, good[2:]]), cfg)
+    assert mixed.status_names()[2] == "diverged"
+    keep = [0, 1, 3, 4]
+    assert mixed.status_names()[:2] + mixed.status_names()[3:] == alone.status_names()
+    torch.testing.assert_close(mixed.x[keep], alone.x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("activation", "params"), [("relu", None), ("tanh", {"beta": 3.0}),
+                                                     ("sigmoid", None), ("softmax", {"beta": 2.0})])
+def test_symmetric_spectrum_route_matches_general_eig_and_its_definition(activation: str, params: dict | None) -> None:
+    """The similar-symmetric route (Λ^{1/2}WΛ^{1/2} − I, batched eigvalsh) equals eig(WΛ − I) and the matrix it
+    builds equals the definition computed densely, for diagonal Λ (relu, tanh, sigmoid) and full Λ (softmax)."""
+    net, _ = hebbian_net(5, 24, activation, params)
+    model = build_model("original", net)
+    y = randn(7, 24, seed=8)
+    fast, route = jacobian_eigenvalues(model, y)
+    assert route == "similar-symmetric"
+    slow = torch.linalg.eigvals(model.jacobian(y))
+    order = lambda e: e.real.argsort(-1)  # noqa: E731  (the spectra are real)
+    torch.testing.assert_close(fast.gather(-1, order(fast)), slow.gather(-1, order(slow)), rtol=1e-9, atol=1e-9)
+    lam = net.lagrangian.hessian(y).dense()
+    vals, vecs = torch.linalg.eigh(lam)
+    root = vecs @ torch.diag_embed(vals.clamp_min(0).sqrt()) @ vecs.transpose(-1, -2)
+    expected = root @ net.W @ root - torch.eye(24, dtype=F64, device=DEVICE)
+    torch.testing.assert_close(model.symmetric_jacobian(y), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_non_symmetric_weights_take_the_general_route() -> None:
+    """No symmetric shortcut where none is valid: a non-symmetric W goes to the general eigensolver."""
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(12, 12, generator=gen, dtype=F64) / 12**0.5
+    net = Network(W.to(DEVICE), torch.zeros(12, dtype=F64, device=DEVICE), build_activation("tanh"))
+    model = build_model("original", net)
+    y = polish(model, randn(3, 12, seed=1)).x
+    fast, route = jacobian_eigenvalues(model, y)
+    assert route == "general" and model.symmetric_jacobian(y) is None
+    torch.testing.assert_close(fast, torch.linalg.eigvals(model.jacobian(y)))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int) -> None:
+    """hopbench.stability.eigvalsh (the batch split over single-threaded LAPACK calls) = torch's, in order,
+    and leaves torch's thread count as it found it."""
+    A = randn(13, 20, 20, seed=6)
+    S = A + A.transpose(-1, -2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = eigvalsh(S)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(fast, torch.linalg.eigvalsh(S), rtol=1e-12, atol=1e-12)
