@@ -30,6 +30,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hopbench tests bench
 
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 $(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
 	$(BIN)/hopbench -m experiment=sweep_$*
 

@@ -1,0 +1,302 @@
+"""Where hopbench's ``integrate`` spends its time (evidence for the notes in bench/RESULTS.md; not part of
+``make bench``): ``python bench/profile_engine.py [--n 512] [--batch 512] [--alpha 0.05]``.
+
+1. Windows: each torchdiffeq call of ``integrate`` (time span, active rows, evaluations, wall time), recorded by
+   wrapping ``hopbench.solver.odeint`` in this process only.
+2. Time split: vector-field time (model.vector_field, synchronised) against everything else, and the
+   heaviest torch operators (torch.profiler).
+3. Detection latency: when each trajectory first satisfies ‖ẋ‖∞ < tol (scipy's terminal event on a subset)
+   against the time at which ``integrate`` reports it converged.
+4. A what-if: ``reference_dopri5``, a plain batched Dormand–Prince loop with the same tableau, tolerances, error
+   norm (largest per-row RMS) and step-size rule as torchdiffeq, but with contiguous stage tensors, the
+   convergence test on the FSAL derivative after every accepted step, and converged rows leaving at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/profile_engine.py` from anywhere
+
+import hopbench.solver as solver_module
+from bench.baselines import scipy_retrieval
+from bench.workloads import BETA, RetrievalProblem, retrieval_problem, retrieved
+from hopbench.solver import SolverConfig, Trajectories, integrate
+
+# Dormand–Prince 5(4): stage coefficients A (row i: coefficients of k_0..k_{i-1}), 5th-order weights B
+# (= the last row, FSAL) and the error weights E = B − B*.
+A = [[1 / 5], [3 / 40, 9 / 40], [44 / 45, -56 / 15, 32 / 9],
+     [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
+     [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
+     [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84]]
+E = [71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40]
+
+
+# 1. windows ---------------------------------------------------------------------------------------------
+def record_windows(model: object, x0: Tensor, cfg: SolverConfig) -> tuple[Trajectories, list[dict], float]:
+    """Run ``integrate`` with every torchdiffeq call timed (the wrapper is removed afterwards)."""
+    original = solver_module.odeint
+    windows: list[dict] = []
+
+    def wrapped(func: Callable, y0: Tensor, t: Tensor, **kwargs: object) -> Tensor:
+        start = time.perf_counter()
+        out = original(func, y0, t, **kwargs)
+        windows.append({"t0": float(t[0]), "t1": float(t[-1]), "active": y0.shape[0], "nfe": func.nfe,
+                        "seconds": time.perf_counter() - start})
+        return out
+
+    solver_module.odeint = wrapped
+    try:
+        start = time.perf_counter()
+        out = integrate(model, x0, cfg)  # type: ignore[arg-type]
+        total = time.perf_counter() - start
+    finally:
+        solver_module.odeint = original
+    return out, windows, total
+
+
+# 2. time split ------------------------------------------------------------------------------------------
+def vector_field_seconds(model: object, x0: Tensor, cfg: SolverConfig) -> tuple[float, float, int]:
+    """(total seconds, seconds inside model.vector_field, calls) of one integrate call."""
+    inner = model.vector_field  # type: ignore[attr-defined]
+    spent, calls = [0.0], [0]
+
+    def timed_field(x: Tensor) -> Tensor:
+        start = time.perf_counter()
+        out = inner(x)
+        spent[0] += time.perf_counter() - start
+        calls[0] += 1
+        return out
+
+    model.vector_field = timed_field  # type: ignore[attr-defined]
+    try:
+        start = time.perf_counter()
+        integrate(model, x0, cfg)  # type: ignore[arg-type]
+        total = time.perf_counter() - start
+    finally:
+        del model.vector_field  # type: ignore[attr-defined]
+    return total, spent[0], calls[0]
+
+
+def top_operators(model: object, x0: Tensor, cfg: SolverConfig, rows: int = 12) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        integrate(model, x0, cfg)  # type: ignore[arg-type]
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+# 4. reference loop --------------------------------------------------------------------------------------
+def _rms(v: Tensor) -> Tensor:
+    return v.pow(2).mean(-1).sqrt()
+
+
+def _initial_step(field: Callable[[Tensor], Tensor], y0: Tensor, f0: Tensor, cfg: SolverConfig,
+                  reduce: Callable[[Tensor], Tensor]) -> Tensor:
+    """Hairer's starting step per row (B,) float64 (torchdiffeq's _select_initial_step, order 5); one
+    evaluation. ``reduce`` turns per-row norms into the ones used (identity, or the max over rows)."""
+    scale = cfg.atol + cfg.rtol * y0.abs()
+    d0, d1 = reduce(_rms(y0 / scale)).double(), reduce(_rms(f0 / scale)).double()
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+    f1 = field(y0 + h0.to(y0.dtype).unsqueeze(-1) * f0)
+    d2 = reduce(_rms((f1 - f0) / scale)).double() / h0
+    dmax = torch.maximum(d1, d2)
+    h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dmax) ** (1 / 5))
+    return torch.minimum(100 * h0, h1)
+
+
+class _Outcome:
+    """Final state, status, time, nfe and speed per trajectory, filled as rows leave the batch."""
+
+    def __init__(self, x0: Tensor) -> None:
+        B, dev = x0.shape[0], x0.device
+        self.x, self.status = x0.clone(), torch.ones(B, dtype=torch.long, device=dev)
+        self.t = torch.zeros(B, dtype=torch.float64, device=dev)
+        self.nfe = torch.zeros(B, dtype=torch.long, device=dev)
+        self.speed = torch.zeros(B, dtype=x0.dtype, device=dev)
+
+    def retire(self, rows: Tensor, y: Tensor, sp: Tensor, t: Tensor, nfe: int, code: Tensor) -> None:
+        self.x[rows], self.speed[rows], self.t[rows], self.nfe[rows], self.status[rows] = y, sp, t, nfe, code
+
+    def result(self) -> Trajectories:
+        return Trajectories(self.x, self.status, self.t, self.nfe, self.speed)
+
+
+def reference_dopri5(field: Callable[[Tensor], Tensor], x0: Tensor, cfg: SolverConfig, *,
+                     per_row: bool = False) -> Trajectories:
+    """Batched dopri5 with the convergence test after every accepted step (free: FSAL gives ẋ at the new
+    state) and converged, diverged or finished rows removed at once; no windows, no restarts. Same tableau,
+    tolerances and step-size rule as torchdiffeq; the error norm is hopbench's (largest per-row RMS, one step
+    size for the batch) or, with ``per_row``, each row's own RMS and step size (rows accept/reject alone).
+    Status codes as hopbench (0 converged, 1 max_time, 2 diverged)."""
+    def reduce(r: Tensor) -> Tensor:
+        return r if per_row else r.amax().expand_as(r)
+
+    out = _Outcome(x0)
+    with torch.no_grad():
+        idx, y = torch.arange(x0.shape[0], device=x0.device), x0.clone()
+        f, nfe = field(y), 1
+        t = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+        dt = _initial_step(field, y, f, cfg, reduce)
+        nfe += 1
+        while True:
+            sp = f.abs().amax(-1)
+            bad = ~torch.isfinite(sp) | (y.abs().amax(-1) > cfg.bound)
+            conv = ~bad & (sp < cfg.tol)
+            leave = conv | bad | (t >= cfg.t_max)
+            if bool(leave.any()):  # the only host sync per step
+                out.retire(idx[leave], y[leave], sp[leave], t[leave], nfe,
+                           torch.where(bad, 2, torch.where(conv, 0, 1))[leave])
+                keep = ~leave
+                idx, y, f, t, dt = idx[keep], y[keep], f[keep], t[keep], dt[keep]
+                if not idx.numel():
+                    break
+            dt = torch.minimum(dt, cfg.t_max - t)
+            h = dt.to(y.dtype).unsqueeze(-1)
+            k = [f]
+            for row in A:
+                yi = y.clone()
+                for coef, kj in zip(row, k, strict=False):
+                    if coef:
+                        yi.addcmul_(kj, h, value=coef)
+                k.append(field(yi))
+                nfe += 1
+            err = torch.zeros_like(y)
+            for coef, kj in zip(E, k, strict=True):
+                if coef:
+                    err.addcmul_(kj, h, value=coef)
+            ratio = reduce(_rms(err / (cfg.atol + cfg.rtol * torch.maximum(y.abs(), yi.abs())))).double()
+            accept = ratio <= 1
+            y = torch.where(accept.unsqueeze(-1), yi, y)
+            f = torch.where(accept.unsqueeze(-1), k[-1], f)
+            t = torch.where(accept, t + dt, t)
+            shrink = torch.where(accept, 1.0, 0.2).to(ratio.dtype)
+            factor = torch.clamp(0.9 * ratio.clamp_min(1e-300) ** -0.2, max=10.0)
+            dt = dt * torch.maximum(factor, shrink)
+    return out.result()
+
+
+# report -------------------------------------------------------------------------------------------------
+def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    fn()
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def detection_latency(prob: RetrievalProblem, out: Trajectories, cfg: SolverConfig, cues: int) -> str:
+    net = prob.system.net
+    idx = torch.arange(0, prob.batch, max(1, prob.batch // cues))[:cues]
+    run = scipy_retrieval(net.W.double().numpy(), net.b.double().numpy(), BETA, prob.x0[idx].double().numpy(), cfg)
+    true_t = []
+    for row in prob.x0[idx].double().numpy():  # scipy's event time: the first time ‖ẋ‖∞ < tol
+        true_t.append(_event_time(net.W.double().numpy(), net.b.double().numpy(), row, cfg))
+    t_true, t_hop = np.asarray(true_t), out.t[idx].numpy()
+    ok = np.isfinite(t_true)
+    return (f"first ‖ẋ‖∞ < tol (scipy event, {int(ok.sum())} converging cues): mean t = {t_true[ok].mean():.2f}; "
+            f"integrate reports them at mean t = {t_hop[ok].mean():.2f} (window ends); scipy evaluations per cue "
+            f"{run.evaluations.mean():.0f}, integrate nfe per cue {out.nfe[idx].double().mean():.0f}")
+
+
+def _event_time(W: np.ndarray, b: np.ndarray, y0: np.ndarray, cfg: SolverConfig) -> float:
+    from scipy.integrate import solve_ivp
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        return W @ np.tanh(BETA * y) - y + b
+
+    def settled(t: float, y: np.ndarray) -> float:
+        return float(np.abs(rhs(t, y)).max()) - cfg.tol
+
+    settled.terminal = True  # type: ignore[attr-defined]
+    settled.direction = -1  # type: ignore[attr-defined]
+    sol = solve_ivp(rhs, (0.0, cfg.t_max), y0, rtol=cfg.rtol, atol=cfg.atol, events=settled)
+    return float(sol.t_events[0][0]) if len(sol.t_events[0]) else float("nan")
+
+
+def stability_breakdown(n: int, batch: int, repeats: int) -> None:
+    """Where ``jacobian_eigenvalues`` spends its time, against a leaner construction of the same matrix."""
+    from bench.baselines import eigvals_loop
+    from bench.workloads import fixed_points
+    from hopbench.stability import jacobian_eigenvalues
+
+    system, x, _ = fixed_points(n, batch, 0.05, torch.device("cpu"))
+    model, W = system.model, system.net.W
+    S = model.symmetric_jacobian(x)
+    root = model.curvature(x).values.sqrt()
+    timings = {
+        "jacobian_eigenvalues (total)": lambda: jacobian_eigenvalues(model, x),
+        "  model.symmetric_jacobian(x)": lambda: model.symmetric_jacobian(x),
+        "  torch.linalg.eigvalsh(S)": lambda: torch.linalg.eigvalsh(S),
+        "lean: eigvalsh(r_i W_ij r_j) − 1 (one (B,N,N) temporary)":
+            lambda: torch.linalg.eigvalsh(root.unsqueeze(-1) * W * root.unsqueeze(-2)) - 1,
+        "baseline: model.jacobian(x)": lambda: model.jacobian(x),
+        "baseline: jacobian + eigvals loop": lambda: eigvals_loop(model.jacobian, x),
+    }
+    print(f"\nstability, N={n}, B={batch}, float64 (best of {repeats}):")
+    for name, fn in timings.items():
+        seconds, _ = best_of(fn, repeats)
+        print(f"   {name:58s} {seconds:7.3f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=512)
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
+    p.add_argument("--stability", action="store_true", help="only the stability breakdown (N = B = 256)")
+    args = p.parse_args()
+    if args.stability:
+        stability_breakdown(256, 256, args.repeats)
+        return
+    cfg = SolverConfig()
+    prob = retrieval_problem(args.n, args.batch, args.alpha, torch.device("cpu"))
+    model = prob.system.model
+    print(f"N={args.n}, B={args.batch}, α={args.alpha}, torch threads {torch.get_num_threads()}")
+
+    integrate(model, prob.x0, cfg)
+    out, windows, total = record_windows(model, prob.x0, cfg)
+    print(f"\n1. integrate: {total:.3f} s, {len(windows)} torchdiffeq calls, counts {out.counts()}, "
+          f"nfe per trajectory mean {out.nfe.double().mean():.1f} max {int(out.nfe.max())}")
+    print("   window          active  nfe   seconds  ms/evaluation")
+    for w in windows:
+        print(f"   [{w['t0']:6.2f},{w['t1']:6.2f}]  {w['active']:6d}  {w['nfe']:4d}  {w['seconds']:7.3f}  "
+              f"{1e3 * w['seconds'] / max(1, w['nfe']):8.3f}")
+
+    total, inside, calls = vector_field_seconds(model, prob.x0, cfg)
+    print(f"\n2. vector field: {inside:.3f} s in {calls} model.vector_field calls = {inside / total:.0%} of "
+          f"{total:.3f} s; the rest ({total - inside:.3f} s) is torchdiffeq's stage arithmetic, interpolation, "
+          "hopbench's per-evaluation guard (isfinite/bound/where) and per-window set-up")
+    if args.profile:
+        print(top_operators(model, prob.x0, cfg))
+
+    print("\n3. " + detection_latency(prob, out, cfg, cues=16))
+
+    hop_s, hop = best_of(lambda: integrate(model, prob.x0, cfg), args.repeats)
+    ok_h = retrieved(model.readout(hop.x), prob.targets)  # type: ignore[attr-defined]
+    print(f"\n4. best of {args.repeats}: integrate {hop_s:.3f} s, nfe/traj {hop.nfe.double().mean():.1f}, "  # type: ignore[attr-defined]
+          f"{hop.counts()}, retrieved {ok_h.double().mean():.4f}")  # type: ignore[attr-defined]
+    for per_row in (False, True):
+        ref_s, ref = best_of(lambda p=per_row: reference_dopri5(model.vector_field, prob.x0, cfg, per_row=p),
+                             args.repeats)
+        ok_r = retrieved(model.readout(ref.x), prob.targets)  # type: ignore[attr-defined]
+        label = "per-row step sizes" if per_row else "one step size (hopbench's norm)"
+        print(f"   reference_dopri5, {label}: {ref_s:.3f} s ({hop_s / ref_s:.2f}× faster), nfe/traj "
+              f"{ref.nfe.double().mean():.1f}, {ref.counts()}, retrieved {ok_r.double().mean():.4f}, same "  # type: ignore[attr-defined]
+              f"outcome as integrate on {int((ok_h == ok_r).sum())}/{prob.batch} cues")
+
+
+if __name__ == "__main__":
+    main()
