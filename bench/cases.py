@@ -137,6 +137,10 @@ def _retrieval_one(s: Settings, prob: RetrievalProblem, alpha: float, scipy_cues
     traj = hop.result
     ok_hop = retrieved(model.readout(traj.x), prob.targets)
     log(f"α={alpha}: hopbench integrate {hop.median:.3f} s, {traj.counts()}")
+    windowed = SolverConfig(backend="torchdiffeq")
+    win = measure(lambda: integrate(model, prob.x0, windowed), dev, repeats=s.repeats)
+    ok_win = retrieved(model.readout(win.result.x), prob.targets)
+    log(f"α={alpha}: hopbench integrate, backend=torchdiffeq {win.median:.3f} s, {win.result.counts()}")
 
     ode = measure(lambda: odeint_retrieval(net.W, net.b, BETA, prob.x0, cfg), dev, repeats=s.repeats)
     ok_ode = retrieved(torch.tanh(BETA * ode.result.x), prob.targets)
@@ -155,7 +159,12 @@ def _retrieval_one(s: Settings, prob: RetrievalProblem, alpha: float, scipy_cues
     case.rows += [
         _row(alpha, "hopbench.integrate", prob, str(dev), dtype, hop, hop.median, hopbench_speedup=1.0,
              nfe_per_traj=traj.nfe.double().mean().item(), retrieved=ok_hop.double().mean().item(),
-             converged=traj.fraction("converged"), note="default SolverConfig() (dopri5, t_max=200, windows)"),
+             converged=traj.fraction("converged"),
+             note="default SolverConfig(): dopri5, t_max=200, a step size per row (backend rows)"),
+        _row(alpha, "hopbench.integrate (torchdiffeq)", prob, str(dev), dtype, win, win.median,
+             hopbench_speedup=win.median / hop.median, nfe_per_traj=win.result.nfe.double().mean().item(),
+             retrieved=ok_win.double().mean().item(), converged=win.result.fraction("converged"),
+             note="backend=torchdiffeq: batch-wide steps, converged rows leave at window ends"),
         _row(alpha, "scipy solve_ivp per cue", prob, "cpu", "float64", sp, sp_wall,
              hopbench_speedup=sp_wall / hop.median, nfe_per_traj=float(sp.result.evaluations.mean()),
              retrieved=ok_sp.double().mean().item(), converged=float(sp.result.converged.mean()),

@@ -261,7 +261,7 @@ def main() -> None:
     if args.stability:
         stability_breakdown(256, 256, args.repeats)
         return
-    cfg = SolverConfig()
+    cfg = SolverConfig(backend="torchdiffeq")  # this script profiles the windowed torchdiffeq backend
     prob = retrieval_problem(args.n, args.batch, args.alpha, torch.device("cpu"))
     model = prob.system.model
     print(f"N={args.n}, B={args.batch}, α={args.alpha}, torch threads {torch.get_num_threads()}")

@@ -1,10 +1,13 @@
 """Batched integration to steady states, with per-trajectory statuses, and Newton polishing.
 
-``integrate`` runs torchdiffeq over time windows of growing length. After each window, trajectories that
-converged (‖ẋ‖∞ < tol) or diverged (non-finite, or ‖x‖∞ > bound) leave the active batch, so the rest are
-not slowed by them; whatever is still active at t_max ends as ``max_time``. The error norm is the largest
-per-trajectory RMS, so each trajectory gets the requested accuracy whatever the batch holds. Every
-trajectory ends with exactly one status; nothing is dropped.
+``integrate`` has two backends (``solver.backend``). ``rows`` (:mod:`hopbench.rowwise`, the default for
+dopri5 and bosh3) gives every trajectory its own step size and lets it leave the batch at the first accepted
+step where it converged. ``torchdiffeq`` (every method, including the fixed-step rk4 and euler) runs
+torchdiffeq over time windows of growing length; after each window, trajectories that converged
+(‖ẋ‖∞ < tol) or diverged (non-finite, or ‖x‖∞ > bound) leave the active batch, and the error norm is the
+largest per-trajectory RMS, so each trajectory gets the requested accuracy whatever the batch holds. With
+either, whatever is still active at t_max ends as ``max_time``: every trajectory ends with exactly one
+status, and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ STATUSES = ("converged", "max_time", "diverged")
 CONVERGED, MAX_TIME, DIVERGED = range(3)
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "dopri8", "adaptive_heun")
 FIXED_METHODS = ("rk4", "euler", "midpoint")
+BACKENDS = ("auto", "rows", "torchdiffeq")
+ROW_METHODS = ("dopri5", "bosh3")  # hopbench.rowwise.TABLEAUS
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,10 @@ class SolverConfig:
     bound: float = 1e6  # diverged when ‖x‖∞ > bound
     first_window: float = 1.0
     window_growth: float = 1.5
-    max_steps: int = 100_000  # per window
+    max_steps: int = 100_000  # per window (torchdiffeq), in all (rows)
+    # "rows": a step size per trajectory (hopbench.rowwise; dopri5, bosh3); "torchdiffeq": windows of one
+    # batch-wide torchdiffeq call; "auto": rows where available, else torchdiffeq
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in ADAPTIVE_METHODS + FIXED_METHODS:
@@ -51,8 +59,18 @@ class SolverConfig:
         if self.tol < self.atol:
             raise ConfigError("solver.tol", self.tol, f"must be ≥ solver.atol={self.atol}: the integrator's "
                               "own error keeps ‖ẋ‖ above a tolerance finer than its accuracy")
+        if self.backend not in BACKENDS:
+            raise ConfigError("solver.backend", self.backend, "unknown backend", allowed=BACKENDS)
+        if self.backend == "rows" and self.method not in ROW_METHODS:
+            raise ConfigError("solver.method", self.method, "not available with solver.backend=rows",
+                              allowed=ROW_METHODS)
         if self.window_growth < 1:
             raise ConfigError("solver.window_growth", self.window_growth, "must be ≥ 1")
+
+    @property
+    def row_wise(self) -> bool:
+        """Whether ``integrate`` uses hopbench.rowwise (one step size per trajectory)."""
+        return self.backend == "rows" or (self.backend == "auto" and self.method in ROW_METHODS)
 
     @property
     def adaptive(self) -> bool:
@@ -144,8 +162,14 @@ def _rowwise_rms_max(t: Tensor) -> Tensor:
 def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
               record_energy: bool = False) -> Trajectories:
     """Integrate ẋ = model.vector_field(x) from x0 (B, N) until each trajectory converges, diverges or
-    reaches t_max. With ``record_energy`` the model's energy is stored at every accepted step."""
+    reaches t_max. With ``record_energy`` the model's energy is stored at every accepted step.
+    With ``config.row_wise`` (the default for dopri5 and bosh3) the batch goes to
+    :func:`hopbench.rowwise.integrate_rows` instead: a step size per trajectory, rows leaving at once."""
     cfg = config or SolverConfig()
+    if cfg.row_wise:
+        from hopbench.rowwise import integrate_rows  # imports this module's result types
+
+        return integrate_rows(model, x0, cfg, record_energy)
     B = x0.shape[0]
     dev = x0.device
     x = x0.detach().clone()

@@ -5,11 +5,14 @@ What is checked here is equality with the straightforward computation, never spe
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torchdiffeq import odeint
 
 from hopbench.activations import build_activation
+from hopbench.errors import ConfigError
 from hopbench.models import build_model
 from hopbench.network import Network
 from hopbench.solver import SolverConfig, integrate, polish
@@ -29,7 +32,7 @@ def test_windowed_early_stopping_integration_matches_one_plain_odeint_call() -> 
     net, X = hebbian_net(8, 80, "tanh", {"beta": 4.0})
     model = build_model("original", net)
     x0 = model.initial_state(flipped(X.repeat(3, 1), 0.1, seed=5))
-    cfg = SolverConfig(rtol=1e-8, atol=1e-10, tol=1e-7, t_max=80.0)
+    cfg = SolverConfig(backend="torchdiffeq", rtol=1e-8, atol=1e-10, tol=1e-7, t_max=80.0)
     out = integrate(model, x0, cfg)
     assert out.counts()["converged"] == x0.shape[0]
     with torch.no_grad():
@@ -40,12 +43,13 @@ def test_windowed_early_stopping_integration_matches_one_plain_odeint_call() -> 
     assert torch.equal(cosine(out.x) >= 0.95, cosine(plain) >= 0.95)
 
 
-def test_a_diverging_row_does_not_change_the_others() -> None:
-    """The guarded re-run of a failing window gives every other row the result it gets in a batch of its own."""
+@pytest.mark.parametrize("backend", ["rows", "torchdiffeq"])
+def test_a_diverging_row_does_not_change_the_others(backend: str) -> None:
+    """Every other row gets the result it gets in a batch of its own."""
     net, X = hebbian_net(4, 30, "tanh")
     model = build_model("original", net)
     good = model.initial_state(flipped(X, 0.1, seed=2))
-    cfg = SolverConfig(bound=1e3, rtol=1e-8, atol=1e-10, tol=1e-7)
+    cfg = SolverConfig(backend=backend, bound=1e3, rtol=1e-8, atol=1e-10, tol=1e-7)
     alone = integrate(model, good, cfg)
     boom = torch.full((1, 30), float("inf"), dtype=F64, device=DEVICE)
     mixed = integrate(model, torch.cat([good[:2], boom, good[2:]]), cfg)
@@ -101,3 +105,66 @@ def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int) -> None:
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(fast, torch.linalg.eigvalsh(S), rtol=1e-12, atol=1e-12)
+
+
+# the row-wise integrator (solver.backend=rows) ---------------------------------------------------------------
+ROWS = SolverConfig(backend="rows", rtol=1e-8, atol=1e-10, tol=1e-7, t_max=80.0)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_row_wise_integration_matches_one_plain_odeint_call(method: str) -> None:
+    """Each row with its own step size ends where torchdiffeq's full-batch call ends, and where the windowed
+    torchdiffeq backend ends: same states, statuses and retrieved patterns."""
+    net, X = hebbian_net(8, 80, "tanh", {"beta": 4.0})
+    model = build_model("original", net)
+    x0 = model.initial_state(flipped(X.repeat(3, 1), 0.1, seed=5))
+    cfg = SolverConfig(backend="rows", method=method, rtol=1e-8, atol=1e-10, tol=1e-7, t_max=80.0)
+    rows = integrate(model, x0, cfg)
+    windows = integrate(model, x0, SolverConfig(backend="torchdiffeq", method=method, rtol=1e-8, atol=1e-10,
+                                                tol=1e-7, t_max=80.0))
+    with torch.no_grad():
+        plain = odeint(lambda _, x: model.vector_field(x), x0, torch.tensor([0.0, 80.0], dtype=F64, device=DEVICE),
+                       method="dopri5", rtol=1e-10, atol=1e-12)[-1]
+    assert rows.counts() == windows.counts() == {"converged": x0.shape[0], "max_time": 0, "diverged": 0}
+    torch.testing.assert_close(rows.x, plain, rtol=0, atol=1e-5)
+    torch.testing.assert_close(rows.x, windows.x, rtol=0, atol=1e-5)
+    assert float(model.vector_field(rows.x).abs().amax()) < cfg.tol
+    assert bool((rows.speed < cfg.tol).all()) and bool((rows.t > 0).all()) and bool((rows.nfe > 2).all())
+
+
+def test_row_wise_statuses_converged_max_time_diverged() -> None:
+    """A converging, a cycling, an exploding and a non-finite row in one batch each get their own status."""
+
+
+    cycle = 2.0 * torch.tensor([[math.cos(0.8), -math.sin(0.8)], [math.sin(0.8), math.cos(0.8)]], dtype=F64)
+    for W, x0, expected in [
+        (0.5 * torch.eye(2, dtype=F64), [[1.0, -2.0], [float("nan"), 0.0]], ["converged", "diverged"]),
+        (cycle, [[0.1, 0.0], [2.0, 1.0]], ["max_time", "max_time"]),
+    ]:
+        net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
+        out = integrate(build_model("original", net), torch.tensor(x0, dtype=F64, device=DEVICE),
+                        SolverConfig(backend="rows", t_max=60.0))
+        assert out.status_names() == expected
+        assert sum(out.counts().values()) == 2
+    net = Network(torch.diag(torch.tensor([3.0, 0.5], dtype=F64)).to(DEVICE), torch.zeros(2, dtype=F64,
+                  device=DEVICE), build_activation("identity"))
+    out = integrate(build_model("original", net), torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=F64, device=DEVICE),
+                    SolverConfig(backend="rows", bound=1e4, t_max=100))
+    assert out.status_names() == ["diverged", "converged"]
+    assert float(out.x[0].abs().max()) > 1e4 and float(out.x[1].abs().max()) < 1e-3
+
+
+def test_row_wise_energy_trace_and_bad_settings() -> None:
+    """The energy trace covers every row at every accepted step (non-increasing for the gradient flow of
+    eq. 4 with symmetric W); rows-only settings are checked like every other solver key."""
+
+
+    net, X = hebbian_net(4, 40, "tanh")
+    model = build_model("original", net)
+    out = integrate(model, model.initial_state(flipped(X, 0.2, seed=1)), ROWS, record_energy=True)
+    assert out.trace is not None and set(out.trace.index.tolist()) == set(range(4))
+    assert not bool(out.trace.increases(1e-9).any())
+    with pytest.raises(ConfigError, match=r"solver\.backend"):
+        SolverConfig(backend="scipy")
+    with pytest.raises(ConfigError, match=r"solver\.method"):
+        SolverConfig(backend="rows", method="rk4")
