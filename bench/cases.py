@@ -377,7 +377,7 @@ def scaling_case(s: Settings) -> CaseResult:
                 print(f"  · N={n}, B={b}: skipped — {row['note']}", file=sys.stdout, flush=True)
                 case.notes.append(f"skipped N={n}, B={b}: {row['note']}")
             case.rows.append(row)
-    case.notes.append("Warm-up: one integrate window (t ≤ 1) on the same batch; its peak memory is reported "
+    case.notes.append("Warm-up: one integrate call to t_max = 1 on the same batch; its peak memory is reported "
                       "(the batch is full in the first window). A combination runs when its estimated time (from "
                       "one vector-field call and the solver overhead of the previous combination) fits both the "
                       f"{s.scaling_limit_s:g} s per-combination limit and what is left of the run's time budget.")

@@ -89,6 +89,8 @@ BAD_INPUTS = [
     (["solver=dopri5", "solver.method=rk45"], r"unknown config key for solver=dopri5"),
     (["task=critical_load", "task.loads=[0.5,-1]"], r"^task\.loads=-1: must be a positive number$"),
     (["device=tpu"], r"^device='tpu': unknown device \(allowed: auto, cpu, cuda\)$"),
+    (["solver.backend=scipy"], r"^solver\.backend='scipy': unknown backend \(allowed: auto, rows, torchdiffeq\)$"),
+    (["solver=rk4", "solver.backend=rows"], r"^solver\.method='rk4': not available with solver\.backend=rows"),
 ]
 
 
@@ -171,6 +173,22 @@ def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> N
     assert sorted(zip(summary["model"], summary["activation"], strict=True)) == [
         ("modified", "relu"), ("modified", "tanh"), ("original", "relu"), ("original", "tanh")]
     assert (sweep / "comparison_by_model.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("sweep_*.yaml")))
+def test_sweep_experiments_run_at_a_tiny_size(experiment: str, tmp_path: Path) -> None:
+    """Each sweep experiment runs as a multirun over its own sweep keys, shrunk to two small jobs."""
+    cfg = compose_cfg([f"experiment={experiment}"])
+    keys = list(cfg.hydra.sweeper.params)
+    values = {key: str(cfg.hydra.sweeper.params[key]).split(",") for key in keys} | {"n_neurons": ["20", "24"]}
+    tiny = [f"hydra.sweeper.params.{key}={','.join(values[key][:2 if i == 0 else 1])}" for i, key in enumerate(keys)]
+    extra = [] if "n_neurons" in keys else ["n_neurons=20"]
+    if cfg.task.name == "evaluate":
+        extra += ["spurious.n_states=8", "lyapunov.n_states=10", "task.stability=false"]
+    run(["-m", f"experiment={experiment}", *tiny, *extra, "logger=none", "retrieval.n_cues=2"], tmp_path)
+    results = results_in(tmp_path / "multirun")
+    assert len(results) == 2 and all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
+    assert {r["config"]["experiment_name"] for r in results} == {experiment}
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
