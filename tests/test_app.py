@@ -46,10 +46,10 @@ def npz_file(tmp_path: Path) -> Path:
     return path
 
 
-def compose_cfg(overrides: list[str]):
+def compose_cfg(overrides: list[str], hydra_node: bool = False):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+        return compose("config", overrides=overrides, return_hydra_config=hydra_node)
 
 
 def every_option() -> list[tuple[str, str]]:
@@ -178,10 +178,10 @@ def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> N
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("sweep_*.yaml")))
 def test_sweep_experiments_run_at_a_tiny_size(experiment: str, tmp_path: Path) -> None:
     """Each sweep experiment runs as a multirun over its own sweep keys, shrunk to two small jobs."""
-    cfg = compose_cfg([f"experiment={experiment}"])
+    cfg = compose_cfg([f"experiment={experiment}"], hydra_node=True)
     keys = list(cfg.hydra.sweeper.params)
     values = {key: str(cfg.hydra.sweeper.params[key]).split(",") for key in keys} | {"n_neurons": ["20", "24"]}
-    tiny = [f"hydra.sweeper.params.{key}={','.join(values[key][:2 if i == 0 else 1])}" for i, key in enumerate(keys)]
+    tiny = [f"hydra.sweeper.params.{key}='{','.join(values[key][:2 if i == 0 else 1])}'" for i, key in enumerate(keys)]
     extra = [] if "n_neurons" in keys else ["n_neurons=20"]
     if cfg.task.name == "evaluate":
         extra += ["spurious.n_states=8", "lyapunov.n_states=10", "task.stability=false"]
