@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
     assert report.count("| [fig1](fig1/) |") == len(document["claims"])
     passed = sum(c["passed"] for c in document["claims"])
     assert f"**{passed} of {len(document['claims'])} claims pass.**" in report
+    rows = [line for line in report.splitlines() if line.startswith("| [")]
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)  # |ΔE| in a claim stays in its cell
 
 
 def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Path) -> None:

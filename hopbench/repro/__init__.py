@@ -144,15 +144,15 @@ def write_report(root: Path) -> Path:
     passed = sum(c["passed"] for d in documents for c in d["claims"])
     lines += [f"**{passed} of {total} claims pass.**", "", "| reproduction | claim | measured | tolerance | verdict |",
               "|---|---|---|---|---|"]
+
+    def cell(value: Any) -> str:  # a markdown table cell: |ΔE| must not split it
+        return (f"{value:.4g}" if isinstance(value, float) else str(value)).replace("|", "\\|").replace("\n", " ")
+
     for doc in documents:
         for claim in doc["claims"]:
-            measured = claim["measured"]
-            if isinstance(measured, float):
-                measured = f"{measured:.4g}"
-            text = str(measured).replace("|", "/").replace("\n", " ")
             mark = "pass" if claim["passed"] else "**FAIL**"
-            lines.append(f"| [{doc['name']}]({doc['name']}/) | {claim['claim']} | {text} | {claim['tolerance']} "
-                         f"| {mark} |")
+            lines.append(f"| [{doc['name']}]({doc['name']}/) | {cell(claim['claim'])} | {cell(claim['measured'])} | "
+                         f"{cell(claim['tolerance'])} | {mark} |")
     lines += ["", "## Figures", ""]
     for doc in documents:
         size = "full" if doc.get("full") else "default"
