@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -118,6 +119,16 @@ class Recorder:
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
         plt.close(fig)
+        self._register(name, target)
+
+    def image(self, name: str, path: Path) -> None:
+        """Add an existing PNG (e.g. a reproduction's figure) to the run as ``name``.png, byte for byte."""
+        target = self.out_dir / f"{name}.png"
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
+        self._register(name, target)
+
+    def _register(self, name: str, target: Path) -> None:
         self.figures.append(target.name)
         if self.run is not None:
             import wandb

@@ -55,10 +55,10 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
 
 
 def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Path) -> None:
-    """`hopbench experiment=repro_<name>` writes verdict.json and results.json, and the summary table shows the
-    reproduction's verdicts, not the settings of the base network it does not use."""
+    """`hopbench experiment=repro_<name>` writes verdict.json, the figure and results.json, and the summary table
+    shows the reproduction's verdicts, not the settings of the base network it does not use."""
     proc = subprocess.run([sys.executable, "-m", "hopbench.cli", "experiment=repro_prop1",
-                           "task.params=${task.tiny_params}", "task.figures=false", "logger=none"],
+                           "task.params=${task.tiny_params}", "logger=none"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     verdict = json.loads((tmp_path / "reproductions" / "prop1" / "verdict.json").read_text())
@@ -67,5 +67,8 @@ def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Pat
     assert results["status"] == "ok" and results["task"] == "reproduce"
     assert results["metrics"]["claims"] == len(verdict["claims"])
     assert results["metrics"]["passed"] == verdict["passed"]
+    figure = tmp_path / "reproductions" / "prop1" / "prop1.png"
+    assert results["figures"] == ["prop1_prop1.png"]  # the run holds the reproduction's figure, byte for byte
+    assert (results_file.parent / "prop1_prop1.png").read_bytes() == figure.read_bytes()
     table = proc.stdout[proc.stdout.rindex("== reproduce"):]
     assert "prop1" in table and "hebbian" not in table and "tanh" not in table

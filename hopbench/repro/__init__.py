@@ -92,17 +92,7 @@ class Context:
         plt.close(fig)
         self.files.append(target.name)
         if self.recorder is not None:
-            self.recorder.figure(f"{self.name}_{name}", lambda: _reopen(target))
-
-
-def _reopen(path: Path) -> Any:
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ax.imshow(mpimg.imread(path))
-    ax.axis("off")
-    return fig
+            self.recorder.image(f"{self.name}_{name}", target)
 
 
 Reproduction = Callable[[dict, Context], list[Verdict]]
