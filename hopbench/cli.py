@@ -107,13 +107,14 @@ def preflight(argv: Sequence[str]) -> int:
     jobs = list(itertools.islice(itertools.product(*[_job_strings(o) for o in parsed]), MAX_PREFLIGHT_JOBS))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        base = compose(config_name)
         for job in jobs:
             try:
                 cfg = compose(config_name, overrides=list(job))
             except HydraException as err:
-                raise _unknown_key(err, base) or ConfigError("overrides", " ".join(job), str(err).splitlines()[0]) \
-                    from None
+                # the job's group choices (validated above) say which keys exist, e.g. under task=train
+                context = compose(config_name, overrides=[o for o in job if o.split("=", 1)[0] in GROUPS])
+                raise _unknown_key(err, context) or ConfigError("overrides", " ".join(job),
+                                                                str(err).splitlines()[0]) from None
             from hopbench.runner import explicit_keys
 
             settings_from_config(cfg, explicit=explicit_keys(list(job)))

@@ -25,7 +25,7 @@ from hopbench.weights import WEIGHTS
 
 __all__ = ["TASK_NAMES", "Settings", "settings_from_config"]
 
-TASK_NAMES = ("evaluate", "capacity", "critical_load", "lyapunov", "reproduce")
+TASK_NAMES = ("evaluate", "train", "capacity", "critical_load", "lyapunov", "reproduce")
 MODEL_STATE = {"original": "y", "modified": "u", "modified_y": "y"}
 #: data kinds each storage rule can hold meaningfully is not restricted; these rules need P ≤ N
 P_LIMITED = {"pseudoinverse": lambda params: not params.get("ridge")}
@@ -254,6 +254,19 @@ def _check_task(cfg: DictConfig) -> tuple[str, dict]:
         for alpha in loads:
             _positive("task.loads", alpha)
         _fraction("task.level", params["level"])
+    if name == "train":
+        from hopbench.training import TrainConfig
+
+        unknown = set(params) - set(TrainConfig.__dataclass_fields__) - {"retrieval", "spurious", "stability",
+                                                                         "lyapunov"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(f"task.{key}", params[key], "unknown config key for task=train",
+                              allowed=sorted(TrainConfig.__dataclass_fields__))
+        TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
+        if cfg.weights.get("name") == "bipartite":
+            raise ConfigError("weights", "bipartite", "task=train needs every neuron to carry the patterns "
+                              "(bipartite has a hidden layer)", allowed=sorted(set(WEIGHTS) - {"bipartite"}))
     if name == "reproduce":
         from hopbench.repro import load
 

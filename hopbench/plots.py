@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from hopbench.solver import EnergyTrace
 
 __all__ = ["capacity_curve", "comparison_bars", "critical_load_curve", "energy_traces", "overlap_histogram",
-           "spectra"]
+           "spectra", "training_curve"]
 
 
 def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, title: str) -> Figure:
@@ -100,4 +100,15 @@ def comparison_bars(frame: pd.DataFrame, metrics: Sequence[str], by: str, title:
     ax.set(ylabel="value (mean over runs)", title=title)
     ax.legend(title=by)
     fig.tight_layout()
+    return fig
+
+
+def training_curve(history: pd.DataFrame, title: str) -> Figure:
+    """Every loss term of ``task=train`` against the optimisation step (log scale)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for column in [c for c in history.columns if c not in ("step", "time_s")]:
+        values = history[column].to_numpy(dtype=float)
+        ax.plot(history["step"], np.where(values > 0, values, np.nan), label=column)
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
+    ax.legend()
     return fig

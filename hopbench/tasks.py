@@ -1,4 +1,4 @@
-"""Tasks (config group ``task``): evaluate, capacity, critical_load, lyapunov.
+"""Tasks (config group ``task``): evaluate, train, capacity, critical_load, lyapunov, reproduce.
 
 A task takes validated :class:`~hopbench.config.Settings` and a :class:`~hopbench.tracking.Recorder`, runs
 its measurements for every model of the run (original and modified side by side with ``compare=true``, on
@@ -23,6 +23,7 @@ from hopbench.models import Model
 from hopbench.registry import Registry
 from hopbench.system import System, compose
 from hopbench.tracking import Recorder
+from hopbench.training import TrainConfig, train
 
 __all__ = ["TASKS", "alpha_crossing", "model_info"]
 
@@ -80,12 +81,39 @@ def _result(settings: Settings, per_model: dict[str, dict], info: dict[str, dict
 @TASKS.register("evaluate")
 def evaluate(settings: Settings, recorder: Recorder) -> dict:
     """Retrieval, spurious memories, stability at the stored patterns and the Lyapunov check (§5)."""
+    return _evaluate(settings, recorder, _systems(settings))
+
+
+@TASKS.register("train")
+def train_task(settings: Settings, recorder: Recorder) -> dict:
+    """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5."""
+    p = settings.task_params
+    cfg = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__ if k in p})
+    base = _system(settings, settings.model)
+    result = train(base, cfg, model_kwargs=settings.model_kwargs(settings.model), cue=settings.cue,
+                   on_log=recorder.log)
+    trained = result.system
+    recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
+    history = pd.DataFrame(result.history)
+    recorder.table("training", history)
+    recorder.figure("training_loss", lambda: plots.training_curve(
+        history, f"task=train, objective={cfg.objective} ({settings.model}, {settings.system['activation']})"))
+    systems = {name: trained if name == settings.model else trained.with_model(name, **settings.model_kwargs(name))
+               for name in settings.models()}
+    out = _evaluate(settings, recorder, systems)
+    out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
+                           "train_loss_final": result.history[-1]["loss"], "train_steps": cfg.steps,
+                           "train_time_s": result.seconds})
+    return out
+
+
+def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]) -> dict:
     parts = settings.task_params
     per_model: dict[str, dict] = {}
     info: dict[str, dict] = {}
     tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
     overlaps, traces, spectra = {}, {}, {}
-    for name, system in _progress(_systems(settings).items(), "models"):
+    for name, system in _progress(systems.items(), "models"):
         model, metrics, timing = system.model, {}, {}
         record = parts["lyapunov"] and settings.lyapunov["record_trajectories"]
         rec_traj = None

@@ -110,6 +110,20 @@ class Recorder:
 
             self.run.log({f"tables/{name}": wandb.Table(dataframe=frame.head(10_000))})
 
+    def log(self, row: dict[str, float]) -> None:
+        """Scalars of one step of a long computation (e.g. training losses): to wandb, keyed by ``row['step']``."""
+        if self.run is not None:
+            self.run.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+
+    def arrays(self, name: str, **arrays: Any) -> None:
+        """Save arrays as ``name``.npz (e.g. trained weights), atomically."""
+        import numpy as np
+
+        target = self.out_dir / f"{name}.npz"
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        self.tables.append(target.name)
+
     def figure(self, name: str, draw: Callable[[], Any]) -> None:
         """Save the matplotlib figure returned by ``draw()`` as ``name``.png."""
         import matplotlib.pyplot as plt

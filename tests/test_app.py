@@ -89,6 +89,9 @@ BAD_INPUTS = [
     (["solver=dopri5", "solver.method=rk45"], r"unknown config key for solver=dopri5"),
     (["task=critical_load", "task.loads=[0.5,-1]"], r"^task\.loads=-1: must be a positive number$"),
     (["device=tpu"], r"^device='tpu': unknown device \(allowed: auto, cpu, cuda\)$"),
+    (["task=train", "task.objective=foo"], r"^task\.objective=.foo.: unknown option \(allowed: denoise, fixed_point\)"),
+    (["task=train", "weights=bipartite"], r"^weights='bipartite': task=train needs every neuron to carry the patterns"),
+    (["task=train", "task.epochs=3"], r"^task\.epochs=.3.: unknown config key for task=train .*\(allowed: adjoint, "),
     (["solver.backend=scipy"], r"^solver\.backend='scipy': unknown backend \(allowed: auto, rows, torchdiffeq\)$"),
     (["solver=rk4", "solver.backend=rows"], r"^solver\.method='rk4': not available with solver\.backend=rows"),
 ]
@@ -173,6 +176,22 @@ def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> N
     assert sorted(zip(summary["model"], summary["activation"], strict=True)) == [
         ("modified", "relu"), ("modified", "tanh"), ("original", "relu"), ("original", "tanh")]
     assert (sweep / "comparison_by_model.png").stat().st_size > 0
+
+
+def test_train_task_saves_weights_logs_losses_and_evaluates_both_models(tmp_path: Path) -> None:
+    run(["task=train", "compare=true", "logger=none", "n_neurons=24", "task.steps=20", "task.log_every=5",
+         "spurious.n_states=8", "lyapunov.n_states=10", "retrieval.n_cues=2"], tmp_path)
+    (result,) = results_in(tmp_path / "outputs")
+    assert result["status"] == "ok" and result["task"] == "train"
+    metrics = result["metrics"]
+    assert metrics["train_steps"] == 20 and metrics["train_loss_final"] < metrics["train_loss_initial"]
+    assert set(result["comparison"]) == {"original", "modified"}
+    assert {"trained_weights.npz", "training.parquet", "retrieval.parquet"} <= set(result["tables"])
+    run_dir = next(tmp_path.rglob("results.json")).parent
+    weights = np.load(run_dir / "trained_weights.npz")
+    assert weights["W"].shape == (24, 24) and np.allclose(weights["W"], weights["W"].T)
+    assert pd.read_parquet(run_dir / "training.parquet")["step"].tolist() == [0, 5, 10, 15, 20]
+    assert (run_dir / "training_loss.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("sweep_*.yaml")))
