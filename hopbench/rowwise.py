@@ -102,9 +102,10 @@ def integrate_rows(model: Model, x0: Tensor, cfg: SolverConfig, record_energy: b
         while idx.numel():
             sp = f.abs().amax(-1)
             bad = ~torch.isfinite(sp) | ~torch.isfinite(y).all(-1) | (y.abs().amax(-1) > cfg.bound)
-            collapsed = ~bad & (dt <= 1e-12 * t.abs().clamp_min(1.0)) if dt is not None else torch.zeros_like(bad)
+            out_of_time = t >= cfg.t_max * (1 - 1e-12)  # the last step lands on t_max up to rounding
+            collapsed = ~bad & ~out_of_time & (dt <= 1e-12 * t.abs().clamp_min(1.0)) if dt is not None else \
+                torch.zeros_like(bad)
             conv = ~bad & (sp < cfg.tol)
-            out_of_time = t >= cfg.t_max
             leave = bad | conv | collapsed | out_of_time | (steps >= cfg.max_steps)
             if bool(leave.any()):  # the one host sync per step
                 code = torch.where(bad | (collapsed & ~conv), DIVERGED, torch.where(conv, CONVERGED, MAX_TIME))

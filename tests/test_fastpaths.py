@@ -168,3 +168,14 @@ def test_row_wise_energy_trace_and_bad_settings() -> None:
         SolverConfig(backend="scipy")
     with pytest.raises(ConfigError, match=r"solver\.method"):
         SolverConfig(backend="rows", method="rk4")
+
+
+@pytest.mark.parametrize("t_max", [0.3, 7.3, 19.9, 61.7])
+def test_row_wise_horizon_ends_as_max_time_whatever_the_rounding(t_max: float) -> None:
+    """A limit cycle reaches t_max through a last, clipped step: max_time, never a spurious 'diverged'."""
+    W = 2.0 * torch.tensor([[math.cos(0.8), -math.sin(0.8)], [math.sin(0.8), math.cos(0.8)]], dtype=F64)
+    net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
+    x0 = torch.tensor([[0.1, 0.0], [2.0, 1.0], [-1.0, 0.5]], dtype=F64, device=DEVICE)
+    out = integrate(build_model("original", net), x0, SolverConfig(backend="rows", t_max=t_max))
+    assert out.status_names() == ["max_time"] * 3
+    torch.testing.assert_close(out.t, torch.full_like(out.t, t_max), rtol=1e-9, atol=0)
