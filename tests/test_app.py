@@ -179,8 +179,9 @@ def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> N
 
 
 def test_train_task_saves_weights_logs_losses_and_evaluates_both_models(tmp_path: Path) -> None:
-    run(["task=train", "compare=true", "logger=none", "n_neurons=24", "task.steps=20", "task.log_every=5",
-         "spurious.n_states=8", "lyapunov.n_states=10", "retrieval.n_cues=2"], tmp_path)
+    run(["task=train", "compare=true", "logger=wandb", "n_neurons=24", "task.steps=20", "task.log_every=5",
+         "spurious.n_states=8", "lyapunov.n_states=10", "retrieval.n_cues=2"], tmp_path,
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)})
     (result,) = results_in(tmp_path / "outputs")
     assert result["status"] == "ok" and result["task"] == "train"
     metrics = result["metrics"]
@@ -192,6 +193,11 @@ def test_train_task_saves_weights_logs_losses_and_evaluates_both_models(tmp_path
     assert weights["W"].shape == (24, 24) and np.allclose(weights["W"], weights["W"].T)
     assert pd.read_parquet(run_dir / "training.parquet")["step"].tolist() == [0, 5, 10, 15, 20]
     assert (run_dir / "training_loss.png").stat().st_size > 0
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    logged = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item} for r in wandb_records(log)
+              if r.WhichOneof("record_type") == "history"]
+    assert [float(h["train/loss"]) for h in logged if "train/loss" in h] == pd.read_parquet(
+        run_dir / "training.parquet")["loss"].tolist()  # every logged step reaches wandb
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("sweep_*.yaml")))
@@ -224,7 +230,14 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 
 def wandb_run_record(path: Path):
-    """The run record of an offline .wandb file (a LevelDB-style log of protobuf records)."""
+    """The run record of an offline .wandb file, and the kinds of record it holds."""
+    records = wandb_records(path)
+    kinds = {r.WhichOneof("record_type") for r in records}
+    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), kinds
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline .wandb file (a LevelDB-style log)."""
     from wandb.proto import wandb_internal_pb2
 
     body, block, buf, i = path.read_bytes()[7:], 32768, b"", 0
@@ -241,8 +254,7 @@ def wandb_run_record(path: Path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(buf)
             records.append(record)
-    kinds = {r.WhichOneof("record_type") for r in records}
-    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), kinds
+    return records
 
 
 def test_wandb_offline_multirun_group_and_job_type(tmp_path: Path) -> None:
