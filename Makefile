@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 
 REPROS := fig1 prop1 prop3 prop4 example7 dead-neurons critical-load hopfield-capacity
 FULL   ?= false
-SWEEPS := activations capacity
+SWEEPS := activations capacity training
 
 .PHONY: install demo test lint report bench clean repro-all $(addprefix repro-,$(REPROS)) $(addprefix sweep-,$(SWEEPS))
 

@@ -206,10 +206,13 @@ def test_sweep_experiments_run_at_a_tiny_size(experiment: str, tmp_path: Path) -
     cfg = compose_cfg([f"experiment={experiment}"], hydra_node=True)
     keys = list(cfg.hydra.sweeper.params)
     values = {key: str(cfg.hydra.sweeper.params[key]).split(",") for key in keys} | {"n_neurons": ["20", "24"]}
-    tiny = [f"hydra.sweeper.params.{key}='{','.join(values[key][:2 if i == 0 else 1])}'" for i, key in enumerate(keys)]
+    # command-line values of the sweep keys take precedence over hydra.sweeper.params
+    tiny = [f"{key}={','.join(values[key][:2 if i == 0 else 1])}" for i, key in enumerate(keys)]
     extra = [] if "n_neurons" in keys else ["n_neurons=20"]
-    if cfg.task.name == "evaluate":
+    if cfg.task.name in ("evaluate", "train"):
         extra += ["spurious.n_states=8", "lyapunov.n_states=10", "task.stability=false"]
+    if cfg.task.name == "train":
+        extra += ["task.steps=10"]
     run(["-m", f"experiment={experiment}", *tiny, *extra, "logger=none", "retrieval.n_cues=2"], tmp_path)
     results = results_in(tmp_path / "multirun")
     assert len(results) == 2 and all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
