@@ -11,6 +11,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
+from hopbench import stability
 from hopbench.activations import build_activation
 from hopbench.errors import ConfigError
 from hopbench.models import build_model
@@ -179,3 +180,20 @@ def test_row_wise_horizon_ends_as_max_time_whatever_the_rounding(t_max: float) -
     out = integrate(build_model("original", net), x0, SolverConfig(backend="rows", t_max=t_max))
     assert out.status_names() == ["max_time"] * 3
     torch.testing.assert_close(out.t, torch.full_like(out.t, t_max), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("model_name", ["original", "modified"])
+def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """analyse() in chunks of 3 points (bounded memory) returns exactly what one batch returns."""
+    net, X = hebbian_net(6, 20, "tanh", {"beta": 2.0})
+    model = build_model(model_name, net)
+    x = polish(model, model.initial_state(X.repeat(2, 1))).x
+    whole = stability.analyse(model, x, keep_spectra=True)
+    monkeypatch.setattr(stability, "CHUNK_ENTRIES", 3 * 20**2)
+    parts = stability.analyse(model, x, keep_spectra=True)
+    assert parts.keys() == whole.keys()
+    for key, value in whole.items():
+        if isinstance(value, str):
+            assert parts[key] == value
+        else:
+            torch.testing.assert_close(parts[key], value, rtol=1e-12, atol=1e-12)
