@@ -24,6 +24,9 @@ from hopbench.models import Model
 __all__ = ["STATUSES", "Polished", "SolverConfig", "Trajectories", "integrate", "polish"]
 
 STATUSES = ("converged", "max_time", "diverged")
+#: batched N × N work (Newton polish here, the stability analysis) is done in chunks of at most this many
+#: matrix entries: 2^26 float64 entries, 512 MiB a matrix
+MATRIX_CHUNK_ENTRIES = 2**26
 CONVERGED, MAX_TIME, DIVERGED = range(3)
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "dopri8", "adaptive_heun")
 FIXED_METHODS = ("rk4", "euler", "midpoint")
@@ -257,8 +260,16 @@ def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10)
     """Batched damped Newton on the fixed-point residual r(x) = 0 (use a float64 model).
 
     Each step solves (∂r/∂x) δ = −r (pseudo-inverse where singular) and halves δ per row until ‖r‖
-    decreases. The residual, not ẋ = R r, is solved, so a singular R cannot fake a fixed point.
+    decreases. The residual, not ẋ = R r, is solved, so a singular R cannot fake a fixed point. Rows are
+    independent; they are taken in chunks of ⌊MATRIX_CHUNK_ENTRIES / N²⌋ so the (B, N, N) Jacobians stay bounded.
     """
+    parts = [_polish_chunk(model, chunk, iterations, tol)
+             for chunk in x.split(max(1, MATRIX_CHUNK_ENTRIES // x.shape[-1] ** 2))]
+    return Polished(*(torch.cat(fields) for fields in zip(*((p.x, p.residual, p.converged, p.shift) for p in parts),
+                                                          strict=True)))
+
+
+def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polished:
     x0 = x.detach().clone()
     x = x0.clone()
     with torch.no_grad():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hopbench import solver
 from hopbench.models import Model
 
 __all__ = [
@@ -125,21 +126,17 @@ def _min_eig(M: Tensor) -> tuple[Tensor, Tensor]:
     return eigs[..., 0], eigs
 
 
-#: analyse() takes points in chunks of at most this many N × N matrix entries (2^26 float64: 512 MiB a matrix)
-CHUNK_ENTRIES = 2**26
-
-
 def analyse(model: Model, x: Tensor, config: StabilityConfig | None = None, *,
             keep_spectra: bool = False) -> dict[str, Tensor | str]:
     """Stability analysis of fixed points x (B, N) of ``model`` (convert both to float64 first).
 
     Returns per-point tensors (B,) keyed by name, verdict indices into JACOBIAN_VERDICTS / ENERGY_VERDICTS,
     plus ``jacobian_route``; with ``keep_spectra`` also the complex spectra (B, N). The points are analysed in
-    chunks of ⌊CHUNK_ENTRIES / N²⌋, so the (B, N, N) Jacobians and Hessians never exceed that memory.
+    chunks of ⌊solver.MATRIX_CHUNK_ENTRIES / N²⌋, so the (B, N, N) Jacobians and Hessians never exceed that memory.
     """
     cfg = config or StabilityConfig()
     parts = [_analyse_chunk(model, chunk, cfg, keep_spectra)
-             for chunk in x.split(max(1, CHUNK_ENTRIES // x.shape[-1] ** 2))]
+             for chunk in x.split(max(1, solver.MATRIX_CHUNK_ENTRIES // x.shape[-1] ** 2))]
     return {key: "+".join(dict.fromkeys(p[key] for p in parts)) if isinstance(value, str)
             else torch.cat([p[key] for p in parts]) for key, value in parts[0].items()}
 

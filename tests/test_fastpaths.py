@@ -11,7 +11,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from hopbench import stability
+from hopbench import solver, stability
 from hopbench.activations import build_activation
 from hopbench.errors import ConfigError
 from hopbench.models import build_model
@@ -184,12 +184,17 @@ def test_row_wise_horizon_ends_as_max_time_whatever_the_rounding(t_max: float) -
 
 @pytest.mark.parametrize("model_name", ["original", "modified"])
 def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """analyse() in chunks of 3 points (bounded memory) returns exactly what one batch returns."""
+    """Newton polish and analyse() in chunks of 3 points (bounded memory) return what one batch returns."""
     net, X = hebbian_net(6, 20, "tanh", {"beta": 2.0})
     model = build_model(model_name, net)
-    x = polish(model, model.initial_state(X.repeat(2, 1))).x
+    start = model.initial_state(flipped(X.repeat(2, 1), 0.1, seed=4))
+    polished = polish(model, start)
+    x = polished.x
     whole = stability.analyse(model, x, keep_spectra=True)
-    monkeypatch.setattr(stability, "CHUNK_ENTRIES", 3 * 20**2)
+    monkeypatch.setattr(solver, "MATRIX_CHUNK_ENTRIES", 3 * 20**2)
+    chunked = polish(model, start)
+    for field in ("x", "residual", "converged", "shift"):
+        torch.testing.assert_close(getattr(chunked, field), getattr(polished, field), rtol=1e-12, atol=1e-12)
     parts = stability.analyse(model, x, keep_spectra=True)
     assert parts.keys() == whole.keys()
     for key, value in whole.items():
