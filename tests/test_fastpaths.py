@@ -14,7 +14,7 @@ from torchdiffeq import odeint
 from hopbench import solver, stability
 from hopbench.activations import build_activation
 from hopbench.errors import ConfigError
-from hopbench.models import build_model
+from hopbench.models import build_model, energies
 from hopbench.network import Network
 from hopbench.solver import SolverConfig, integrate, polish
 from hopbench.stability import eigvalsh, jacobian_eigenvalues
@@ -184,7 +184,8 @@ def test_row_wise_horizon_ends_as_max_time_whatever_the_rounding(t_max: float) -
 
 @pytest.mark.parametrize("model_name", ["original", "modified"])
 def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Newton polish and analyse() in chunks of 3 points (bounded memory) return what one batch returns."""
+    """Newton polish, analyse() and the energy Hessian in chunks of a few points (bounded memory) return what one
+    batch returns."""
     net, X = hebbian_net(6, 20, "tanh", {"beta": 2.0})
     model = build_model(model_name, net)
     start = model.initial_state(flipped(X.repeat(2, 1), 0.1, seed=4))
@@ -192,6 +193,7 @@ def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.
     x = polished.x
     whole = stability.analyse(model, x, keep_spectra=True)
     monkeypatch.setattr(solver, "MATRIX_CHUNK_ENTRIES", 3 * 20**2)
+    monkeypatch.setattr(energies, "HESSIAN_CHUNK_ENTRIES", 2 * 20**2)  # and 2 points per forward-mode pass
     chunked = polish(model, start)
     for field in ("x", "residual", "converged", "shift"):
         torch.testing.assert_close(getattr(chunked, field), getattr(polished, field), rtol=1e-12, atol=1e-12)

@@ -20,6 +20,9 @@ from hopbench.errors import ConfigError
 from hopbench.network import Network
 from hopbench.registry import Registry
 
+#: Energy.hessian takes this many (points × N × N) entries per forward-mode pass: 2^23 float64, 64 MiB a tangent
+HESSIAN_CHUNK_ENTRIES = 2**23
+
 __all__ = ["ENERGIES", "Energy", "build_energy"]
 
 
@@ -56,8 +59,14 @@ class Energy:
         return self.net.is_symmetric()
 
     def hessian(self, x: Tensor) -> Tensor:
-        """∇²E(x) (B, N, N), symmetrised."""
-        H = torch.func.vmap(torch.func.jacfwd(lambda z: self.gradient(z.unsqueeze(0)).squeeze(0)))(x)
+        """∇²E(x) (B, N, N), symmetrised: forward-mode Jacobian of the analytic gradient, vmapped over points.
+
+        Every operation of the gradient holds an (points, N, N) tangent under jacfwd, so the points go through
+        in chunks of ⌊HESSIAN_CHUNK_ENTRIES / N²⌋ to keep that memory bounded at large N.
+        """
+        chunk = max(1, HESSIAN_CHUNK_ENTRIES // x.shape[-1] ** 2)
+        H = torch.func.vmap(torch.func.jacfwd(lambda z: self.gradient(z.unsqueeze(0)).squeeze(0)),
+                            chunk_size=chunk)(x)
         return 0.5 * (H + H.transpose(-1, -2))
 
     # helpers shared by the energies ---------------------------------------------------------------
