@@ -193,7 +193,7 @@ def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.
     x = polished.x
     whole = stability.analyse(model, x, keep_spectra=True)
     monkeypatch.setattr(solver, "MATRIX_CHUNK_ENTRIES", 3 * 20**2)
-    monkeypatch.setattr(energies, "HESSIAN_CHUNK_ENTRIES", 2 * 20**2)  # and 2 points per forward-mode pass
+    monkeypatch.setattr(energies, "HESSIAN_CHUNK_ENTRIES", 2 * 20**2)  # Hessian: 2 rows, 1 point per pass
     chunked = polish(model, start)
     for field in ("x", "residual", "converged", "shift"):
         torch.testing.assert_close(getattr(chunked, field), getattr(polished, field), rtol=1e-12, atol=1e-12)

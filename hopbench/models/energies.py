@@ -20,7 +20,7 @@ from hopbench.errors import ConfigError
 from hopbench.network import Network
 from hopbench.registry import Registry
 
-#: Energy.hessian takes this many (points × N × N) entries per forward-mode pass: 2^23 float64, 64 MiB a tangent
+#: Energy.hessian holds about this many entries per pass (rows × points × N × N): 2^23 float64, 64 MiB
 HESSIAN_CHUNK_ENTRIES = 2**23
 
 __all__ = ["ENERGIES", "Energy", "build_energy"]
@@ -59,14 +59,17 @@ class Energy:
         return self.net.is_symmetric()
 
     def hessian(self, x: Tensor) -> Tensor:
-        """∇²E(x) (B, N, N), symmetrised: forward-mode Jacobian of the analytic gradient, vmapped over points.
+        """∇²E(x) (B, N, N), symmetrised: the Jacobian of the analytic gradient (reverse mode), vmapped over points.
 
-        Every operation of the gradient holds an (points, N, N) tangent under jacfwd, so the points go through
-        in chunks of ⌊HESSIAN_CHUNK_ENTRIES / N²⌋ to keep that memory bounded at large N.
+        A gradient that forms N × N matrices (Λ W, say) holds one per Hessian row being computed, so rows go
+        through in chunks of k = ⌊HESSIAN_CHUNK_ENTRIES / N²⌋ and points in chunks that keep k·N² entries per
+        pass: memory stays bounded (64 MiB a tangent) where a full jacfwd would need N³ per point.
         """
-        chunk = max(1, HESSIAN_CHUNK_ENTRIES // x.shape[-1] ** 2)
-        H = torch.func.vmap(torch.func.jacfwd(lambda z: self.gradient(z.unsqueeze(0)).squeeze(0)),
-                            chunk_size=chunk)(x)
+        n = x.shape[-1]
+        rows = max(1, min(n, HESSIAN_CHUNK_ENTRIES // n**2))
+        points = max(1, HESSIAN_CHUNK_ENTRIES // (rows * n * n))
+        H = torch.func.vmap(torch.func.jacrev(lambda z: self.gradient(z.unsqueeze(0)).squeeze(0), chunk_size=rows),
+                            chunk_size=points)(x)
         return 0.5 * (H + H.transpose(-1, -2))
 
     # helpers shared by the energies ---------------------------------------------------------------
