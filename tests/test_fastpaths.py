@@ -204,3 +204,12 @@ def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.
             assert parts[key] == value
         else:
             torch.testing.assert_close(parts[key], value, rtol=1e-12, atol=1e-12)
+
+
+def test_an_empty_batch_analyses_to_empty_results() -> None:
+    """No fixed points (e.g. every start diverged) is a valid input: every per-point result is empty."""
+    net, _ = hebbian_net(3, 10, "tanh")
+    for model in (build_model("original", net), build_model("modified", net)):
+        table = stability.analyse(model, torch.zeros(0, 10, dtype=F64, device=DEVICE))
+        assert all(v.shape[0] == 0 for v in table.values() if isinstance(v, torch.Tensor))
+        assert polish(model, torch.zeros(0, 10, dtype=F64, device=DEVICE)).x.shape == (0, 10)

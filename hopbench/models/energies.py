@@ -66,6 +66,8 @@ class Energy:
         pass: memory stays bounded (64 MiB a tangent) where a full jacfwd would need N³ per point.
         """
         n = x.shape[-1]
+        if x.shape[0] == 0:  # chunked vmap cannot map over nothing
+            return x.new_zeros(0, n, n)
         rows = max(1, min(n, HESSIAN_CHUNK_ENTRIES // n**2))
         points = max(1, HESSIAN_CHUNK_ENTRIES // (rows * n * n))
         H = torch.func.vmap(torch.func.jacrev(lambda z: self.gradient(z.unsqueeze(0)).squeeze(0), chunk_size=rows),
