@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hopbench.data import corrupt
 from hopbench.solver import polish
 from hopbench.system import System, compose
 
@@ -43,13 +44,9 @@ class RetrievalProblem:
 
 
 def flipped_cues(patterns: Tensor, batch: int, level: float = FLIP, seed: int = 1) -> tuple[Tensor, Tensor]:
-    """(targets, cues): cue i is pattern i mod P with exactly round(level·N) signs flipped."""
-    gen = torch.Generator().manual_seed(seed)
+    """(targets, cues): cue i is pattern i mod P with exactly round(level·N) signs flipped (hopbench's flip cue)."""
     targets = patterns[torch.arange(batch) % patterns.shape[0]]
-    k = round(level * patterns.shape[1])
-    flips = torch.rand(targets.shape, generator=gen, dtype=torch.float64).argsort(-1)[:, :k]
-    cues = targets.scatter(-1, flips, -targets.gather(-1, flips))
-    return targets, cues
+    return targets, corrupt("flip", {"level": level}, targets, "bipolar", torch.Generator().manual_seed(seed))
 
 
 def retrieval_problem(n: int, batch: int, load: float, device: torch.device,

@@ -50,6 +50,13 @@ class Curvature:
         """``M Λ`` for M (N, N) or (B, N, N) -> (B, N, N)."""
         return M * self.values.unsqueeze(-2) if self.diagonal else torch.matmul(M, self.values)
 
+    def sandwich(self, M: Tensor) -> Tensor:
+        """``Λ M Λ`` (B, N, N) for M (N, N) or (B, N, N); for diagonal Λ one buffer, scaled in place."""
+        if not self.diagonal:
+            return self.left(self.right(M))
+        out = self.values.unsqueeze(-1) * M
+        return out.mul_(self.values.unsqueeze(-2))
+
     def eigenvalues(self) -> Tensor:
         """Eigenvalues of Λ (B, N), ascending for dense Λ."""
         return self.values if self.diagonal else torch.linalg.eigvalsh(self.values)

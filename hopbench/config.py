@@ -257,13 +257,7 @@ def _check_task(cfg: DictConfig) -> tuple[str, dict]:
     if name == "train":
         from hopbench.training import TrainConfig
 
-        unknown = set(params) - set(TrainConfig.__dataclass_fields__) - {"retrieval", "spurious", "stability",
-                                                                         "lyapunov"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise ConfigError(f"task.{key}", params[key], "unknown config key for task=train",
-                              allowed=sorted(TrainConfig.__dataclass_fields__))
-        TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
+        TrainConfig.from_params(params)
         if cfg.weights.get("name") == "bipartite":
             raise ConfigError("weights", "bipartite", "task=train needs every neuron to carry the patterns "
                               "(bipartite has a hidden layer)", allowed=sorted(set(WEIGHTS) - {"bipartite"}))

@@ -28,6 +28,11 @@ STATUSES = ("converged", "max_time", "diverged")
 #: matrix entries: 2^26 float64 entries, 512 MiB a matrix
 MATRIX_CHUNK_ENTRIES = 2**26
 CONVERGED, MAX_TIME, DIVERGED = range(3)
+
+
+def matrix_chunks(x: Tensor) -> tuple[Tensor, ...]:
+    """Points x (B, N) split so that each chunk's (b, N, N) matrices hold at most MATRIX_CHUNK_ENTRIES."""
+    return x.split(max(1, MATRIX_CHUNK_ENTRIES // x.shape[-1] ** 2))
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "dopri8", "adaptive_heun")
 FIXED_METHODS = ("rk4", "euler", "midpoint")
 BACKENDS = ("auto", "rows", "torchdiffeq")
@@ -261,10 +266,9 @@ def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10)
 
     Each step solves (∂r/∂x) δ = −r (pseudo-inverse where singular) and halves δ per row until ‖r‖
     decreases. The residual, not ẋ = R r, is solved, so a singular R cannot fake a fixed point. Rows are
-    independent; they are taken in chunks of ⌊MATRIX_CHUNK_ENTRIES / N²⌋ so the (B, N, N) Jacobians stay bounded.
+    independent; they are taken in ``matrix_chunks`` so the (B, N, N) Jacobians stay bounded.
     """
-    parts = [_polish_chunk(model, chunk, iterations, tol)
-             for chunk in x.split(max(1, MATRIX_CHUNK_ENTRIES // x.shape[-1] ** 2))]
+    parts = [_polish_chunk(model, chunk, iterations, tol) for chunk in matrix_chunks(x)]
     return Polished(*(torch.cat(fields) for fields in zip(*((p.x, p.residual, p.converged, p.shift) for p in parts),
                                                           strict=True)))
 

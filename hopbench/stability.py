@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hopbench import solver
 from hopbench.models import Model
+from hopbench.solver import matrix_chunks
 
 __all__ = [
     "ENERGY_VERDICTS",
@@ -53,6 +53,10 @@ def _sym(M: Tensor) -> Tensor:
     return 0.5 * (M + M.transpose(-1, -2))
 
 
+#: eigvalsh splits a batch over threads only when B·N³ reaches this (below it one LAPACK batch is faster)
+SPLIT_WORK = 2**22
+
+
 def eigvalsh(M: Tensor) -> Tensor:
     """Eigenvalues (B, N), ascending, of a batch of symmetric matrices (B, N, N) (lower triangle read).
 
@@ -61,7 +65,8 @@ def eigvalsh(M: Tensor) -> Tensor:
     case). The values are those of ``torch.linalg.eigvalsh`` on the whole batch.
     """
     workers = torch.get_num_threads()
-    if M.device.type != "cpu" or M.ndim != 3 or workers < 2 or M.shape[0] < 2 * workers:
+    small = M.shape[0] * M.shape[-1] ** 3 < SPLIT_WORK if M.ndim == 3 else True  # thread start-up costs ~0.3 ms
+    if M.device.type != "cpu" or small or workers < 2 or M.shape[0] < 2 * workers:
         return torch.linalg.eigvalsh(M)
 
     def one_thread(chunk: Tensor) -> Tensor:
@@ -132,11 +137,10 @@ def analyse(model: Model, x: Tensor, config: StabilityConfig | None = None, *,
 
     Returns per-point tensors (B,) keyed by name, verdict indices into JACOBIAN_VERDICTS / ENERGY_VERDICTS,
     plus ``jacobian_route``; with ``keep_spectra`` also the complex spectra (B, N). The points are analysed in
-    chunks of ⌊solver.MATRIX_CHUNK_ENTRIES / N²⌋, so the (B, N, N) Jacobians and Hessians never exceed that memory.
+    ``solver.matrix_chunks``, so the (B, N, N) Jacobians and Hessians never exceed that memory.
     """
     cfg = config or StabilityConfig()
-    parts = [_analyse_chunk(model, chunk, cfg, keep_spectra)
-             for chunk in x.split(max(1, solver.MATRIX_CHUNK_ENTRIES // x.shape[-1] ** 2))]
+    parts = [_analyse_chunk(model, chunk, cfg, keep_spectra) for chunk in matrix_chunks(x)]
     return {key: "+".join(dict.fromkeys(p[key] for p in parts)) if isinstance(value, str)
             else torch.cat([p[key] for p in parts]) for key, value in parts[0].items()}
 
@@ -184,11 +188,11 @@ def _range_test(model: Model, x: Tensor, cfg: StabilityConfig) -> tuple[Tensor, 
     lifted above the spectrum, so the smallest eigenvalue comes from the range of Λ unless that range is empty.
     """
     lam = model.curvature(x)
-    root = lam.sqrt()
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    psd = (lam.eigenvalues() >= -1e-12).all(-1).view(-1, 1, 1)
-    M = torch.where(psd, eye - _sym(root.left(root.right(model.net.W))),
-                    _sym(lam.dense() - lam.left(lam.right(model.net.W))))
+    M = eye - _sym(lam.sqrt().sandwich(model.net.W))
+    psd = (lam.eigenvalues() >= -1e-12).all(-1)
+    if not bool(psd.all()):
+        M[~psd] = _sym(lam.dense() - lam.sandwich(model.net.W))[~psd]
     P_d = lam.null_projector(cfg.dead_tol)
     P_a = eye - P_d
     lift = 1.0 + M.abs().sum((-1, -2)).view(-1, 1, 1)

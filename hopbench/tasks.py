@@ -47,10 +47,13 @@ def _system(settings: Settings, name: str, **overrides: Any) -> System:
 
 def _systems(settings: Settings, **overrides: Any) -> dict[str, System]:
     """One system per model, sharing patterns and weights."""
-    names = settings.models()
-    base = _system(settings, names[0], **overrides)
-    return {name: base if name == names[0] else base.with_model(name, **settings.model_kwargs(name))
-            for name in names}
+    return _with_partners(settings, _system(settings, settings.models()[0], **overrides))
+
+
+def _with_partners(settings: Settings, base: System) -> dict[str, System]:
+    """``base`` and, for every other model of the run, the same patterns and weights under that model."""
+    return {name: base if name == base.model.name else base.with_model(name, **settings.model_kwargs(name))
+            for name in settings.models()}
 
 
 def model_info(model: Model) -> dict:
@@ -87,8 +90,7 @@ def evaluate(settings: Settings, recorder: Recorder) -> dict:
 @TASKS.register("train")
 def train_task(settings: Settings, recorder: Recorder) -> dict:
     """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5."""
-    p = settings.task_params
-    cfg = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__ if k in p})
+    cfg = TrainConfig.from_params(settings.task_params)
     base = _system(settings, settings.model)
     result = train(base, cfg, model_kwargs=settings.model_kwargs(settings.model), cue=settings.cue,
                    on_log=recorder.log)
@@ -98,9 +100,7 @@ def train_task(settings: Settings, recorder: Recorder) -> dict:
     recorder.table("training", history)
     recorder.figure("training_loss", lambda: plots.training_curve(
         history, f"task=train, objective={cfg.objective} ({settings.model}, {settings.system['activation']})"))
-    systems = {name: trained if name == settings.model else trained.with_model(name, **settings.model_kwargs(name))
-               for name in settings.models()}
-    out = _evaluate(settings, recorder, systems)
+    out = _evaluate(settings, recorder, _with_partners(settings, trained))
     out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
                            "train_loss_final": result.history[-1]["loss"], "train_steps": cfg.steps,
                            "train_time_s": result.seconds})

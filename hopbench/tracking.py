@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Recorder", "atomic_path", "config_hash", "json_safe", "versions", "write_json"]
+__all__ = ["Recorder", "atomic_path", "config_hash", "json_safe", "save_figure", "versions", "write_json"]
 
 
 @contextmanager
@@ -79,6 +79,17 @@ def versions() -> dict[str, str]:
             "hydra": hydra.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
 
 
+def save_figure(draw: Callable[[], Any], target: Path, *, dpi: int) -> Path:
+    """Write the matplotlib figure ``draw()`` returns to ``target`` as PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig = draw()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return target
+
+
 class Recorder:
     """Writes tables (parquet), figures (PNG) and results.json into ``out_dir``; mirrors them to wandb."""
 
@@ -126,14 +137,7 @@ class Recorder:
 
     def figure(self, name: str, draw: Callable[[], Any]) -> None:
         """Save the matplotlib figure returned by ``draw()`` as ``name``.png."""
-        import matplotlib.pyplot as plt
-
-        fig = draw()
-        target = self.out_dir / f"{name}.png"
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        self._register(name, target)
+        self._register(name, save_figure(draw, self.out_dir / f"{name}.png", dpi=120))
 
     def image(self, name: str, path: Path) -> None:
         """Add an existing PNG (e.g. a reproduction's figure) to the run as ``name``.png, byte for byte."""

@@ -36,6 +36,9 @@ from hopbench.system import System, generator
 
 __all__ = ["OBJECTIVES", "TrainConfig", "TrainResult", "train"]
 
+#: task=train's switches for the §5 evaluation that follows training (as task=evaluate's)
+EVALUATION_PARTS = ("retrieval", "spurious", "stability", "lyapunov")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,6 +56,16 @@ class TrainConfig:
     adjoint: bool = False
     cues_per_pattern: int = 4
     log_every: int = 10
+
+    @classmethod
+    def from_params(cls, params: dict) -> TrainConfig:
+        """From ``task=train``'s parameters; the evaluation switches (retrieval, …) belong to the evaluation."""
+        unknown = set(params) - set(cls.__dataclass_fields__) - set(EVALUATION_PARTS)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(f"task.{key}", params[key], "unknown config key for task=train",
+                              allowed=sorted(cls.__dataclass_fields__))
+        return cls(**{k: v for k, v in params.items() if k in cls.__dataclass_fields__})
 
     def __post_init__(self) -> None:
         OBJECTIVES.get(self.objective)  # unknown objective: a ConfigError naming task.objective
@@ -103,7 +116,7 @@ def fixed_point_loss(*, net: Network, patterns: Tensor, cfg: TrainConfig, **_: o
     terms = {"fixed_point": fit}
     if cfg.stability_weight > 0:
         root = net.lagrangian.hessian(h).sqrt()
-        S = root.left(root.right(0.5 * (net.W + net.W.T)))
+        S = root.sandwich(0.5 * (net.W + net.W.T))
         excess = torch.relu(torch.linalg.eigvalsh(S)[..., -1] - 1.0 + cfg.margin)
         terms["stability_penalty"] = excess.pow(2).mean()
     terms["loss"] = fit + cfg.stability_weight * terms.get("stability_penalty", torch.zeros_like(fit))

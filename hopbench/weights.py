@@ -18,7 +18,7 @@ from hopbench.errors import ConfigError
 from hopbench.network import Network
 from hopbench.registry import Registry
 
-__all__ = ["BIASES", "WEIGHTS", "Structure", "build_network"]
+__all__ = ["BIASES", "WEIGHTS", "Structure", "build_network", "goe_matrix"]
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,17 @@ def storkey(ctx: Storage) -> Structure:
     return Structure(W)
 
 
+def goe_matrix(n: int, sigma: float, generator: torch.Generator, *, batch: tuple[int, ...] = (),
+               device: torch.device | None = None) -> Tensor:
+    """GOE matrices (*batch, n, n) float64: off-diagonal entries N(0, σ²/n), diagonal N(0, 2σ²/n); edge 2σ."""
+    A = torch.randn(*batch, n, n, generator=generator, dtype=torch.float64, device=device) * sigma / n**0.5
+    return (A + A.transpose(-1, -2)) / 2**0.5
+
+
 @WEIGHTS.register("goe")
 def goe(ctx: Storage, *, sigma: float = 1.0) -> Structure:
     """Gaussian orthogonal ensemble: off-diagonal entries N(0, σ²/N), diagonal N(0, 2σ²/N); edge 2σ."""
-    n = ctx.data.n_neurons
-    A = torch.randn(n, n, generator=ctx.generator, dtype=torch.float64) * sigma / n**0.5
-    return Structure((A + A.T) / 2**0.5)
+    return Structure(goe_matrix(ctx.data.n_neurons, sigma, ctx.generator))
 
 
 @WEIGHTS.register("ginibre")

@@ -93,9 +93,10 @@ def test_non_symmetric_weights_take_the_general_route() -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int) -> None:
+def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """hopbench.stability.eigvalsh (the batch split over single-threaded LAPACK calls) = torch's, in order,
     and leaves torch's thread count as it found it."""
+    monkeypatch.setattr(stability, "SPLIT_WORK", 0)  # split even this small batch
     A = randn(13, 20, 20, seed=6)
     S = A + A.transpose(-1, -2)
     before = torch.get_num_threads()

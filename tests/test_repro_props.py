@@ -13,6 +13,7 @@ from hopbench.deadneurons import flat_energy_probe
 from hopbench.models import build_energy
 from hopbench.network import Network
 from hopbench.repro import prop1, prop3, prop4
+from hopbench.weights import goe_matrix
 from tests.conftest import DEVICE, relu_memory
 
 F64 = torch.float64
@@ -60,7 +61,7 @@ def test_ratio_of_means_standard_error_matches_resampling() -> None:
 
 def test_compressed_goe_has_the_predicted_edge() -> None:
     gen = torch.Generator().manual_seed(0)
-    W = prop3.goe_batch(2, 300, 1.0, gen, torch.device("cpu"))
+    W = goe_matrix(300, 1.0, gen, batch=(2,))
     assert torch.allclose(W, W.transpose(-1, -2))
     full = prop3.spectral_norm_symmetric(W)
     comp = prop3.compressed_norms(W, 75, gen)
@@ -83,7 +84,7 @@ def test_saturation_edge_matches_closed_form(name: str, closed_form) -> None:
 def test_mean_value_bound_dominates_the_eq4_variation(name: str) -> None:
     gen = torch.Generator().manual_seed(3)
     n = 20
-    W = prop1.goe_weights(n, 1.0, gen).to(DEVICE)
+    W = goe_matrix(n, 1.0, gen).to(DEVICE)
     b = (0.1 * torch.randn(n, generator=gen, dtype=F64)).to(DEVICE)
     lag = build_activation(name)
     net = Network(W, b, lag)
@@ -99,7 +100,7 @@ def test_mean_value_bound_dominates_the_eq4_variation(name: str) -> None:
 
 
 def test_relu_states_are_exactly_flat_for_eq4() -> None:
-    rows = prop1.probe_activation("relu", prop1.goe_weights(10, 1.0, torch.Generator().manual_seed(0)).to(DEVICE),
+    rows = prop1.probe_activation("relu", goe_matrix(10, 1.0, torch.Generator().manual_seed(0)).to(DEVICE),
                                   torch.zeros(10, dtype=F64, device=DEVICE),
                                   {"n_states": 8, "level": 1e-6, "c_max": 5.0, "n_draws": 4},
                                   torch.Generator().manual_seed(1))

@@ -165,12 +165,7 @@ class Model:
         lam = self.curvature(x)
         if bool((lam.eigenvalues() < -1e-12).any()):
             return None
-        root = lam.sqrt()
-        if root.diagonal:  # one (B, N, N) buffer, scaled in place: this runs on every analysed batch
-            S = root.values.unsqueeze(-1) * self.net.W
-            S.mul_(root.values.unsqueeze(-2))
-        else:
-            S = root.left(root.right(self.net.W))
+        S = lam.sqrt().sandwich(self.net.W)
         S.diagonal(dim1=-2, dim2=-1).sub_(1.0)  # symmetric up to rounding; eigvalsh reads one triangle
         return S
 

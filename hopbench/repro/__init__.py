@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from hopbench.registry import Registry
-from hopbench.tracking import Recorder, atomic_path, json_safe, write_json
+from hopbench.tracking import Recorder, atomic_path, json_safe, save_figure, write_json
 
 __all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "cpu_threads", "load", "reproduce", "write_report"]
 
@@ -83,13 +83,7 @@ class Context:
         """Save the figure ``draw()`` returns as ``name``.png (skipped when figures are off)."""
         if not self.figures:
             return
-        import matplotlib.pyplot as plt
-
-        fig = draw()
-        target = self.out_dir / f"{name}.png"
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-        plt.close(fig)
+        target = save_figure(draw, self.out_dir / f"{name}.png", dpi=130)
         self.files.append(target.name)
         if self.recorder is not None:
             self.recorder.image(f"{self.name}_{name}", target)

@@ -45,7 +45,7 @@ from torchdiffeq import odeint
 from hopbench.lyapunov import energy_rate
 from hopbench.models import Model
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.solver import MATRIX_CHUNK_ENTRIES, EnergyTrace, SolverConfig, integrate, polish
+from hopbench.solver import EnergyTrace, SolverConfig, integrate, matrix_chunks, polish
 from hopbench.stability import StabilityConfig, analyse
 from hopbench.system import System, compose, generator
 
@@ -95,10 +95,9 @@ def along_trajectories(model: Model, x0: Tensor, times: list[float], solver: Sol
 
 def r_conditioning(model: Model, states: Tensor, norm_w: float) -> tuple[Tensor, Tensor]:
     """σ_min(R) for R = I − WᵀΛ(Wu + b), and ‖W‖₂‖Λ‖₂ (the paper's sufficient condition is < 1), per state."""
-    chunk = max(1, MATRIX_CHUNK_ENTRIES // states.shape[-1] ** 2)  # bounded memory for the (B, N, N) matrices R
-    with torch.no_grad():
+    with torch.no_grad():  # in matrix_chunks: bounded memory for the (B, N, N) matrices R
         sigma = torch.cat([torch.linalg.svdvals(model.strategy.matrix(s, model.preactivation(s)))[:, -1]
-                           for s in states.split(chunk)])
+                           for s in matrix_chunks(states)])
         lam = model.curvature(states).values.abs().amax(-1)
     return sigma, norm_w * lam
 

@@ -42,6 +42,7 @@ from hopbench.deadneurons import flat_energy_probe
 from hopbench.models import build_energy
 from hopbench.network import Network
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
+from hopbench.weights import goe_matrix
 
 F64 = torch.float64
 ACTIVATIONS = ("relu", "sigmoid", "softmax", "tanh")
@@ -50,12 +51,6 @@ SATURATING = ("sigmoid", "tanh")  # claim (b): dead up to the curvature level
 ENERGIES = {"eq4": "y", "eq14": "y", "e2": "u", "e3": "u"}
 LABELS = {"eq4": "eq. 4 (original)", "eq14": "eq. 14", "e2": "E2 (eq. 10)", "e3": "E3 (eq. 10)"}
 FLAT_TOL, NOT_FLAT_TOL = 1e-10, 1e-3
-
-
-def goe_weights(n: int, sigma: float, generator: torch.Generator) -> Tensor:
-    """Symmetric W with off-diagonal entries N(0, σ²/n) and diagonal N(0, 2σ²/n) (GOE, spectrum edge 2σ)."""
-    A = torch.randn(n, n, generator=generator, dtype=F64) * sigma / math.sqrt(n)
-    return (A + A.T) / math.sqrt(2.0)
 
 
 def peak_curvature(lagrangian: Lagrangian) -> float:
@@ -175,7 +170,7 @@ def run(params: dict, ctx: Context) -> list[Verdict]:
     """Probe energy variation along dead directions for every activation in ``params['activations']``."""
     n = int(params["n"])
     gen = torch.Generator().manual_seed(ctx.seed)
-    W = goe_weights(n, float(params["sigma"]), gen)
+    W = goe_matrix(n, float(params["sigma"]), gen)
     b = float(params["bias_scale"]) * torch.randn(n, generator=gen, dtype=F64)
     rows = []
     with cpu_threads(int(params.get("cpu_threads", 1)), ctx.device):

@@ -38,6 +38,7 @@ from scipy.integrate import quad, simpson, solve_ivp
 from scipy.special import airy
 
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
+from hopbench.weights import goe_matrix
 
 F64 = torch.float64
 #: Tracy–Widom β = 1 mean and variance (Bornemann, Math. Comp. 79 (2010), Table 10)
@@ -113,12 +114,6 @@ def corrected_ratio(N: float, k: float, c: float) -> float:
 
 
 # --- sampling -----------------------------------------------------------------------------------------------
-def goe_batch(batch: int, n: int, sigma: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """(batch, n, n) GOE: off-diagonal N(0, σ²/n), diagonal N(0, 2σ²/n)."""
-    A = torch.randn(batch, n, n, generator=gen, dtype=F64, device=device) * sigma / math.sqrt(n)
-    return (A + A.transpose(-1, -2)) / math.sqrt(2.0)
-
-
 def spectral_norm_symmetric(M: torch.Tensor) -> torch.Tensor:
     """‖M‖₂ = max(λ_max, −λ_min) of symmetric matrices (…, n, n)."""
     eigs = torch.linalg.eigvalsh(M)
@@ -149,7 +144,7 @@ def sample_size(N: int, ks: list[int], trials: int, batch: int, sigma: float, ge
     done = 0
     while done < trials:
         b = min(batch, trials - done)
-        W = goe_batch(b, N, sigma, gen, device)
+        W = goe_matrix(N, sigma, gen, batch=(b,), device=device)
         full.append(spectral_norm_symmetric(W).cpu())
         for k in ks:
             comp[k].append(compressed_norms(W, N - k, gen).cpu())
