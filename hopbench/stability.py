@@ -13,7 +13,6 @@ For a batch of fixed points x* (B, N) of a float64 model:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from hopbench.models import Model
 from hopbench.solver import matrix_chunks
+from hopbench.threads import map_chunks
 
 __all__ = [
     "ENERGY_VERDICTS",
@@ -60,25 +60,13 @@ SPLIT_WORK = 2**22
 def eigvalsh(M: Tensor) -> Tensor:
     """Eigenvalues (B, N), ascending, of a batch of symmetric matrices (B, N, N) (lower triangle read).
 
-    On a multi-core CPU the batch is split over one single-threaded LAPACK call per core: for the N ≤ 1000
-    matrices of this analysis that beats LAPACK's own threading within each matrix (``make bench``, stability
-    case). The values are those of ``torch.linalg.eigvalsh`` on the whole batch.
+    Large batches go through :func:`hopbench.threads.map_chunks`: one single-threaded LAPACK call per thread
+    of the job's budget, which for the N ≤ 1000 matrices of this analysis beats LAPACK's own threading within
+    each matrix (``make bench``, stability case). The values are those of ``torch.linalg.eigvalsh``.
     """
-    workers = torch.get_num_threads()
-    small = M.shape[0] * M.shape[-1] ** 3 < SPLIT_WORK if M.ndim == 3 else True  # thread start-up costs ~0.3 ms
-    if M.device.type != "cpu" or small or workers < 2 or M.shape[0] < 2 * workers:
+    if M.ndim != 3 or M.shape[0] * M.shape[-1] ** 3 < SPLIT_WORK:  # thread start-up costs ~0.3 ms
         return torch.linalg.eigvalsh(M)
-
-    def one_thread(chunk: Tensor) -> Tensor:
-        torch.set_num_threads(1)
-        return torch.linalg.eigvalsh(chunk)
-
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one_thread, M.chunk(workers)))
-    finally:
-        torch.set_num_threads(workers)
-    return torch.cat(parts)
+    return map_chunks(torch.linalg.eigvalsh, M)
 
 
 def _eigvals_maybe_symmetric(J: Tensor) -> tuple[Tensor, str]:

@@ -18,6 +18,7 @@ from hopbench.models import build_model, energies
 from hopbench.network import Network
 from hopbench.solver import SolverConfig, integrate, polish
 from hopbench.stability import eigvalsh, jacobian_eigenvalues
+from hopbench.threads import budget, job_budget
 from tests.conftest import DEVICE, F64, hebbian_net, randn
 
 
@@ -95,17 +96,13 @@ def test_non_symmetric_weights_take_the_general_route() -> None:
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """hopbench.stability.eigvalsh (the batch split over single-threaded LAPACK calls) = torch's, in order,
-    and leaves torch's thread count as it found it."""
+    and leaves the thread budget as it found it."""
     monkeypatch.setattr(stability, "SPLIT_WORK", 0)  # split even this small batch
     A = randn(13, 20, 20, seed=6)
     S = A + A.transpose(-1, -2)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with job_budget(threads):
         fast = eigvalsh(S)
-        assert torch.get_num_threads() == threads
-    finally:
-        torch.set_num_threads(before)
+        assert budget() == threads
     torch.testing.assert_close(fast, torch.linalg.eigvalsh(S), rtol=1e-12, atol=1e-12)
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from hopbench.registry import Registry
+from hopbench.threads import job_budget
 from hopbench.tracking import Recorder, atomic_path, json_safe, save_figure, write_json
 
 __all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "cpu_threads", "load", "reproduce", "write_report"]
@@ -33,18 +34,16 @@ MODULES = {m.name: m.name for m in pkgutil.iter_modules(__path__) if not m.name.
 
 @contextmanager
 def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
-    """Run with ``count`` torch threads on a CPU device (restored afterwards); 0 or a GPU leaves them alone.
+    """Run with ``count`` CPU threads on a CPU device (restored afterwards); 0 or a GPU leaves them alone.
 
     The reproductions' matrices (N ≤ 800) are too small for a thread pool: on a shared 2-core machine torch's
     spinning threads slowed eigvalsh by 3-100x and a (B, 100) vector field from 0.08 ms to 36 ms (measured).
     """
-    previous = torch.get_num_threads()
-    if count > 0 and device.type == "cpu":
-        torch.set_num_threads(count)
-    try:
+    if count <= 0 or device.type != "cpu":
         yield
-    finally:
-        torch.set_num_threads(previous)
+        return
+    with job_budget(count):
+        yield
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""The thread budget (hopbench.threads) and the thread-state crash it replaces, in fresh processes.
+
+torch 2.13's CPU build: after ``torch.set_num_threads(n ≥ 2)`` a batched ``torch.linalg.solve_ex`` at N = 200
+fails ("Pivots given to lu_solve …") or hangs. A long pytest process never sees it at small N, so these tests
+start new interpreters, as a sweep's jobs and a user's command do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hopbench import threads
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+
+
+def _python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=ROOT)
+
+
+def test_no_module_sets_torch_threads() -> None:
+    """The root cause stays out: nothing in the package calls torch.set_num_threads."""
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "hopbench").rglob("*.py")
+                 if "set_num_threads(" in p.read_text() and p.name != "threads.py"]
+    assert offenders == []
+    assert "torch.set_num_threads(" not in (ROOT / "hopbench" / "threads.py").read_text().replace(
+        "``torch.set_num_threads(n)``", "")
+
+
+def test_solve_after_threaded_eigvalsh_in_a_fresh_process() -> None:
+    """The issue's reproduction through hopbench's own code: a batch-split eigvalsh over a 2-thread budget,
+    the budget changed again, then a batched solve at N = 200 (Newton polish) — no pivots error, exact answer."""
+    result = _python("""
+        import torch
+        from hopbench import stability, threads
+        stability.SPLIT_WORK = 0
+        gen = torch.Generator().manual_seed(0)
+        A = torch.randn(64, 100, 100, generator=gen, dtype=torch.float64)
+        with threads.job_budget(2):
+            eigs = stability.eigvalsh(A + A.mT)
+        with threads.job_budget(2):
+            M = torch.randn(10, 200, 200, generator=gen, dtype=torch.float64) + 20 * torch.eye(200, dtype=torch.float64)
+            rhs = torch.randn(10, 200, 1, generator=gen, dtype=torch.float64)
+            x, info = torch.linalg.solve_ex(M, rhs)
+        assert int(info.abs().sum()) == 0
+        assert float((M @ x - rhs).abs().max()) < 1e-10
+        torch.testing.assert_close(eigs, torch.linalg.eigvalsh(A + A.mT))
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "oneMKL ERROR" not in result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_job_budget_sets_and_restores_the_thread_count() -> None:
+    before = threads.budget()
+    with threads.job_budget(1):
+        assert threads.budget() == 1
+    assert threads.budget() == before
+
+
+def test_auto_gives_small_problems_one_thread() -> None:
+    assert threads.choose("auto", threads.SMALL_PROBLEM - 1) == 1
+    assert threads.choose("auto", threads.SMALL_PROBLEM) == threads.available_cores()
+    assert threads.choose(3, 10) == 3
+
+
+def _hopbench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hopbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_compare_at_n300_finishes_in_a_fresh_process(tmp_path: Path) -> None:
+    """``hopbench compare=true n_neurons=300`` exited 1 with the pivots error before the budget helper."""
+    out = tmp_path / "run"
+    result = _hopbench("compare=true", "n_neurons=300", "logger=none", "spurious.n_states=40",
+                       "lyapunov.n_states=30", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "ok"
+    assert set(results["comparison"]) == {"original", "modified"}
+
+
+@pytest.mark.slow
+def test_two_job_sweep_at_n300_in_fresh_processes(tmp_path: Path) -> None:
+    """Both jobs of a sweep at N = 300 finish ok (job 1 failed every time before)."""
+    out = tmp_path / "sweep"
+    result = _hopbench("-m", "seed=0,1", "n_neurons=300", "load=0.1", "logger=none", "spurious.n_states=40",
+                       "lyapunov.n_states=30", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = [json.loads(p.read_text())["status"] for p in sorted(out.rglob("results.json"))]
+    assert statuses == ["ok", "ok"]
