@@ -1,1 +1,1 @@
-"""hopbench benchmark (issue 5): run with `make bench` or `python bench/run.py`."""
+"""hopbench benchmark: run with `make bench` or `python bench/run.py`."""

@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench.solver import SolverConfig
+from hopbench.solve import SolverConfig
 
 __all__ = ["SCIPY_METHOD", "OdeintRun", "ScipyRun", "eigvals_loop", "odeint_retrieval", "scipy_retrieval"]
 

@@ -1,4 +1,4 @@
-"""The benchmark cases of issue 5: retrieval against two baselines, roofline, stability analysis, scaling.
+"""The benchmark cases: retrieval against two baselines, roofline, stability analysis, scaling.
 
 Each case returns a :class:`CaseResult`: rows for the table and CSV, notes (agreement checks, scaling and
 skips) and targets.
@@ -20,8 +20,8 @@ from torch import Tensor
 from bench.baselines import eigvals_loop, odeint_retrieval, scipy_retrieval, torch_speed
 from bench.harness import Measurement, measure, timed
 from bench.workloads import BETA, RetrievalProblem, fixed_points, retrieval_problem, retrieved
-from hopbench.solver import SolverConfig, integrate
-from hopbench.stability import jacobian_eigenvalues
+from hopbench.analysis.stability import jacobian_eigenvalues
+from hopbench.solve import SolverConfig, integrate
 
 __all__ = ["CaseResult", "Settings", "Target", "gpu_retrieval_case", "retrieval_case", "roofline_case",
            "scaling_case", "settings_for", "stability_case", "warm_up"]

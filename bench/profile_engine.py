@@ -2,14 +2,12 @@
 ``make bench``): ``python bench/profile_engine.py [--n 512] [--batch 512] [--alpha 0.05]``.
 
 1. Windows: each torchdiffeq call of ``integrate`` (time span, active rows, evaluations, wall time), recorded by
-   wrapping ``hopbench.solver.odeint`` in this process only.
+   wrapping ``hopbench.solve.integrate.odeint`` in this process only.
 2. Time split: vector-field time (model.vector_field, synchronised) against everything else, and the
    heaviest torch operators (torch.profiler).
 3. Detection latency: when each trajectory first satisfies ‖ẋ‖∞ < tol (scipy's terminal event on a subset)
    against the time at which ``integrate`` reports it converged.
-4. A what-if: ``reference_dopri5``, a plain batched Dormand–Prince loop with the same tableau, tolerances, error
-   norm (largest per-row RMS) and step-size rule as torchdiffeq, but with contiguous stage tensors, the
-   convergence test on the FSAL derivative after every accepted step, and converged rows leaving at once.
+4. The best of a few timed runs of the windowed backend.
 """
 
 from __future__ import annotations
@@ -26,10 +24,10 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/profile_engine.py` from anywhere
 
-import hopbench.solver as solver_module
+import hopbench.solve.integrate as solver_module
 from bench.baselines import scipy_retrieval
 from bench.workloads import BETA, RetrievalProblem, retrieval_problem, retrieved
-from hopbench.solver import SolverConfig, Trajectories, integrate
+from hopbench.solve import SolverConfig, Trajectories, integrate
 
 # Dormand–Prince 5(4): stage coefficients A (row i: coefficients of k_0..k_{i-1}), 5th-order weights B
 # (= the last row, FSAL) and the error weights E = B − B*.
@@ -94,96 +92,6 @@ def top_operators(model: object, x0: Tensor, cfg: SolverConfig, rows: int = 12) 
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-# 4. reference loop --------------------------------------------------------------------------------------
-def _rms(v: Tensor) -> Tensor:
-    return v.pow(2).mean(-1).sqrt()
-
-
-def _initial_step(field: Callable[[Tensor], Tensor], y0: Tensor, f0: Tensor, cfg: SolverConfig,
-                  reduce: Callable[[Tensor], Tensor]) -> Tensor:
-    """Hairer's starting step per row (B,) float64 (torchdiffeq's _select_initial_step, order 5); one
-    evaluation. ``reduce`` turns per-row norms into the ones used (identity, or the max over rows)."""
-    scale = cfg.atol + cfg.rtol * y0.abs()
-    d0, d1 = reduce(_rms(y0 / scale)).double(), reduce(_rms(f0 / scale)).double()
-    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
-    f1 = field(y0 + h0.to(y0.dtype).unsqueeze(-1) * f0)
-    d2 = reduce(_rms((f1 - f0) / scale)).double() / h0
-    dmax = torch.maximum(d1, d2)
-    h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dmax) ** (1 / 5))
-    return torch.minimum(100 * h0, h1)
-
-
-class _Outcome:
-    """Final state, status, time, nfe and speed per trajectory, filled as rows leave the batch."""
-
-    def __init__(self, x0: Tensor) -> None:
-        B, dev = x0.shape[0], x0.device
-        self.x, self.status = x0.clone(), torch.ones(B, dtype=torch.long, device=dev)
-        self.t = torch.zeros(B, dtype=torch.float64, device=dev)
-        self.nfe = torch.zeros(B, dtype=torch.long, device=dev)
-        self.speed = torch.zeros(B, dtype=x0.dtype, device=dev)
-
-    def retire(self, rows: Tensor, y: Tensor, sp: Tensor, t: Tensor, nfe: int, code: Tensor) -> None:
-        self.x[rows], self.speed[rows], self.t[rows], self.nfe[rows], self.status[rows] = y, sp, t, nfe, code
-
-    def result(self) -> Trajectories:
-        return Trajectories(self.x, self.status, self.t, self.nfe, self.speed)
-
-
-def reference_dopri5(field: Callable[[Tensor], Tensor], x0: Tensor, cfg: SolverConfig, *,
-                     per_row: bool = False) -> Trajectories:
-    """Batched dopri5 with the convergence test after every accepted step (free: FSAL gives ẋ at the new
-    state) and converged, diverged or finished rows removed at once; no windows, no restarts. Same tableau,
-    tolerances and step-size rule as torchdiffeq; the error norm is hopbench's (largest per-row RMS, one step
-    size for the batch) or, with ``per_row``, each row's own RMS and step size (rows accept/reject alone).
-    Status codes as hopbench (0 converged, 1 max_time, 2 diverged)."""
-    def reduce(r: Tensor) -> Tensor:
-        return r if per_row else r.amax().expand_as(r)
-
-    out = _Outcome(x0)
-    with torch.no_grad():
-        idx, y = torch.arange(x0.shape[0], device=x0.device), x0.clone()
-        f, nfe = field(y), 1
-        t = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
-        dt = _initial_step(field, y, f, cfg, reduce)
-        nfe += 1
-        while True:
-            sp = f.abs().amax(-1)
-            bad = ~torch.isfinite(sp) | (y.abs().amax(-1) > cfg.bound)
-            conv = ~bad & (sp < cfg.tol)
-            leave = conv | bad | (t >= cfg.t_max)
-            if bool(leave.any()):  # the only host sync per step
-                out.retire(idx[leave], y[leave], sp[leave], t[leave], nfe,
-                           torch.where(bad, 2, torch.where(conv, 0, 1))[leave])
-                keep = ~leave
-                idx, y, f, t, dt = idx[keep], y[keep], f[keep], t[keep], dt[keep]
-                if not idx.numel():
-                    break
-            dt = torch.minimum(dt, cfg.t_max - t)
-            h = dt.to(y.dtype).unsqueeze(-1)
-            k = [f]
-            for row in A:
-                yi = y.clone()
-                for coef, kj in zip(row, k, strict=False):
-                    if coef:
-                        yi.addcmul_(kj, h, value=coef)
-                k.append(field(yi))
-                nfe += 1
-            err = torch.zeros_like(y)
-            for coef, kj in zip(E, k, strict=True):
-                if coef:
-                    err.addcmul_(kj, h, value=coef)
-            ratio = reduce(_rms(err / (cfg.atol + cfg.rtol * torch.maximum(y.abs(), yi.abs())))).double()
-            accept = ratio <= 1
-            y = torch.where(accept.unsqueeze(-1), yi, y)
-            f = torch.where(accept.unsqueeze(-1), k[-1], f)
-            t = torch.where(accept, t + dt, t)
-            shrink = torch.where(accept, 1.0, 0.2).to(ratio.dtype)
-            factor = torch.clamp(0.9 * ratio.clamp_min(1e-300) ** -0.2, max=10.0)
-            dt = dt * torch.maximum(factor, shrink)
-    return out.result()
-
-
 # report -------------------------------------------------------------------------------------------------
 def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     fn()
@@ -228,7 +136,7 @@ def stability_breakdown(n: int, batch: int, repeats: int) -> None:
     """Where ``jacobian_eigenvalues`` spends its time, against a leaner construction of the same matrix."""
     from bench.baselines import eigvals_loop
     from bench.workloads import fixed_points
-    from hopbench.stability import jacobian_eigenvalues
+    from hopbench.analysis.stability import jacobian_eigenvalues
 
     system, x, _ = fixed_points(n, batch, 0.05, torch.device("cpu"))
     model, W = system.model, system.net.W
@@ -288,14 +196,6 @@ def main() -> None:
     ok_h = retrieved(model.readout(hop.x), prob.targets)  # type: ignore[attr-defined]
     print(f"\n4. best of {args.repeats}: integrate {hop_s:.3f} s, nfe/traj {hop.nfe.double().mean():.1f}, "  # type: ignore[attr-defined]
           f"{hop.counts()}, retrieved {ok_h.double().mean():.4f}")  # type: ignore[attr-defined]
-    for per_row in (False, True):
-        ref_s, ref = best_of(lambda p=per_row: reference_dopri5(model.vector_field, prob.x0, cfg, per_row=p),
-                             args.repeats)
-        ok_r = retrieved(model.readout(ref.x), prob.targets)  # type: ignore[attr-defined]
-        label = "per-row step sizes" if per_row else "one step size (hopbench's norm)"
-        print(f"   reference_dopri5, {label}: {ref_s:.3f} s ({hop_s / ref_s:.2f}× faster), nfe/traj "
-              f"{ref.nfe.double().mean():.1f}, {ref.counts()}, retrieved {ok_r.double().mean():.4f}, same "  # type: ignore[attr-defined]
-              f"outcome as integrate on {int((ok_h == ok_r).sum())}/{prob.batch} cues")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""hopbench benchmark (GitHub issue 5): `make bench`, or `python bench/run.py [--quick] [--device cuda]`.
+"""hopbench benchmark : `make bench`, or `python bench/run.py [--quick] [--device cuda]`.
 
 Cases: (1) retrieval of 5 %-flipped cues with hopbench's ``integrate`` against a per-cue scipy ``solve_ivp``
 script and a one-call full-batch torchdiffeq ``odeint`` script, at α = 0.05 and 0.12; (2) roofline: the

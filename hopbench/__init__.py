@@ -4,8 +4,8 @@ The engine is plain Python (``compose`` builds a system from names); the ``hopbe
 in Hydra configs.
 """
 
+from hopbench.core.system import System, compose
 from hopbench.errors import ConfigError
-from hopbench.system import System, compose
 
 __all__ = ["ConfigError", "System", "compose"]
 __version__ = "0.1.0"

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.network import Network
+from hopbench.core.activations import build_activation
+from hopbench.core.network import Network
 
 DEVICE = torch.device(os.environ.get("HOPBENCH_TEST_DEVICE", "cpu"))
 F64 = torch.float64
@@ -38,7 +38,7 @@ def relu_memory(P: int, N: int, seed: int = 0):
     """A symmetric ReLU memory with dead neurons: {0,1} patterns with exactly 0.3N ones, W = 1.2 XX⁺ − 11ᵀ/N,
     b = 0.1. Every pattern is an exact fixed point (y = W a + b) with silent neurons at y = −0.2 (dead).
     Returns the float64 System."""
-    from hopbench.system import compose
+    from hopbench.core.system import compose
 
     return compose(model="original", activation="relu", weights="pseudoinverse",
                    weights_params={"scale": 1.2, "inhibition": 1.0}, dataset="sparse_binary",

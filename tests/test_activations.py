@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from hopbench.activations import ACTIVATIONS, Layered, Power, build_activation
+from hopbench.core.activations import ACTIVATIONS, Layered, Power, build_activation
 from hopbench.errors import ConfigError
 from tests.conftest import DEVICE, F64, randn
 

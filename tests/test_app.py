@@ -15,12 +15,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from hopbench.cli import CONF_DIR, GROUPS, preflight
-from hopbench.config import settings_from_config
+from hopbench.app.cli import CONF_DIR, GROUPS, preflight
+from hopbench.app.settings import settings_from_config
+from hopbench.app.tracking import atomic_path, json_safe, write_json
 from hopbench.errors import ConfigError
-from hopbench.tracking import atomic_path, json_safe, write_json
 
-HOPBENCH = [sys.executable, "-m", "hopbench.cli"]
+HOPBENCH = [sys.executable, "-m", "hopbench.app.cli"]
 REQUIRED_RESULT_KEYS = {"config", "config_hash", "task", "status", "metrics", "theory_backed", "timing", "device",
                         "versions", "system", "models", "tables", "figures"}
 
@@ -169,7 +169,7 @@ def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> N
     results = results_in(tmp_path / "multirun")
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
     sweep = next((tmp_path / "multirun").glob("*/*"))
-    proc = subprocess.run([sys.executable, "-m", "hopbench.report", str(sweep)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "hopbench.app.report", str(sweep)], capture_output=True, text=True,
                           check=True)
     assert "retrieval_accuracy" in proc.stdout and proc.stdout.count("hebbian") == 4
     summary = pd.read_csv(sweep / "summary.csv")

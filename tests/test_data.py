@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hopbench.data import DATASETS, build_dataset, corrupt
+from hopbench.core.data import DATASETS, build_dataset, corrupt
+from hopbench.core.system import generator
 from hopbench.errors import ConfigError
-from hopbench.system import generator
 
 
 def make(name: str, P: int = 20, N: int = 64, seed: int = 0, **params: object):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hopbench.models import ENERGIES, build_energy, build_model
-from hopbench.models.dynamics import UState, YState
+from hopbench.core.models import ENERGIES, build_energy, build_model
+from hopbench.core.models.dynamics import UState, YState
 from tests.conftest import randn, random_net
 
 ACTS = ["tanh", "relu", "softmax", "smooth_leaky_relu", "power", "gelu", "sigmoid"]

@@ -1,4 +1,4 @@
-"""The fast paths give the results of the slow ones (issue 5): same final states, same spectra, same verdicts.
+"""The fast paths give the results of the slow ones: same final states, same spectra, same verdicts.
 
 What is checked here is equality with the straightforward computation, never speed (that is `make bench`).
 """
@@ -11,13 +11,14 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from hopbench import solver, stability
-from hopbench.activations import build_activation
+from hopbench import chunks
+from hopbench.analysis import stability
+from hopbench.analysis.stability import eigvalsh, jacobian_eigenvalues
+from hopbench.core.activations import build_activation
+from hopbench.core.models import build_model, energies
+from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.models import build_model, energies
-from hopbench.network import Network
-from hopbench.solver import SolverConfig, integrate, polish
-from hopbench.stability import eigvalsh, jacobian_eigenvalues
+from hopbench.solve import SolverConfig, integrate, polish
 from hopbench.threads import budget, job_budget
 from tests.conftest import DEVICE, F64, hebbian_net, randn
 
@@ -95,7 +96,7 @@ def test_non_symmetric_weights_take_the_general_route() -> None:
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_batch_split_eigvalsh_equals_one_lapack_call(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """hopbench.stability.eigvalsh (the batch split over single-threaded LAPACK calls) = torch's, in order,
+    """hopbench.analysis.stability.eigvalsh (the batch split over single-threaded LAPACK calls) = torch's, in order,
     and leaves the thread budget as it found it."""
     monkeypatch.setattr(stability, "SPLIT_WORK", 0)  # split even this small batch
     A = randn(13, 20, 20, seed=6)
@@ -190,7 +191,7 @@ def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.
     polished = polish(model, start)
     x = polished.x
     whole = stability.analyse(model, x, keep_spectra=True)
-    monkeypatch.setattr(solver, "MATRIX_CHUNK_ENTRIES", 3 * 20**2)
+    monkeypatch.setattr(chunks, "MATRIX_CHUNK_ENTRIES", 3 * 20**2)
     monkeypatch.setattr(energies, "HESSIAN_CHUNK_ENTRIES", 2 * 20**2)  # Hessian: 2 rows, 1 point per pass
     chunked = polish(model, start)
     for field in ("x", "residual", "converged", "shift"):

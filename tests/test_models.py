@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hopbench.models import STRATEGIES, build_model
-from hopbench.solver import polish
+from hopbench.core.models import STRATEGIES, build_model
+from hopbench.solve import polish
 from tests.conftest import DEVICE, F64, hebbian_net, randn, random_net
 
 U_STRATEGIES = ["identity", "w", "polar", "i_minus_wt_lambda", "lambda", "polar_f", "lyapunov"]

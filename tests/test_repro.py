@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from hopbench.cli import CONF_DIR
+from hopbench.app.cli import CONF_DIR
 from hopbench.repro import MODULES, Context, reproduce, write_report
 from tests.conftest import DEVICE
 
@@ -57,7 +57,7 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
 def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Path) -> None:
     """`hopbench experiment=repro_<name>` writes verdict.json, the figure and results.json, and the summary table
     shows the reproduction's verdicts, not the settings of the base network it does not use."""
-    proc = subprocess.run([sys.executable, "-m", "hopbench.cli", "experiment=repro_prop1",
+    proc = subprocess.run([sys.executable, "-m", "hopbench.app.cli", "experiment=repro_prop1",
                            "task.params=${task.tiny_params}", "logger=none"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.deadneurons import flat_energy_probe
-from hopbench.models import build_energy
-from hopbench.network import Network
+from hopbench.analysis.dead_neurons import flat_energy_probe
+from hopbench.core.activations import build_activation
+from hopbench.core.models import build_energy
+from hopbench.core.network import Network
+from hopbench.core.weights import goe_matrix
 from hopbench.repro import prop1, prop3, prop4
-from hopbench.weights import goe_matrix
 from tests.conftest import DEVICE, relu_memory
 
 F64 = torch.float64

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from hopbench.activations import build_activation
+from hopbench.core.activations import build_activation
+from hopbench.core.models import build_model
+from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.models import build_model
-from hopbench.network import Network
-from hopbench.solver import SolverConfig, integrate, polish
+from hopbench.solve import SolverConfig, integrate, polish
 from tests.conftest import DEVICE, F64, hebbian_net, randn
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.deadneurons import flat_energy_probe, minimise_energy, recover_steady_state
-from hopbench.models import build_energy, build_model
-from hopbench.network import Network
-from hopbench.solver import integrate, polish
-from hopbench.stability import (
+from hopbench.analysis.dead_neurons import flat_energy_probe, minimise_energy, recover_steady_state
+from hopbench.analysis.stability import (
     ENERGY_VERDICTS,
     JACOBIAN_VERDICTS,
     StabilityConfig,
@@ -19,6 +15,10 @@ from hopbench.stability import (
     split_spectrum,
     summarise,
 )
+from hopbench.core.activations import build_activation
+from hopbench.core.models import build_energy, build_model
+from hopbench.core.network import Network
+from hopbench.solve import integrate, polish
 from tests.conftest import DEVICE, F64, hebbian_net, randn, random_net, relu_memory
 
 

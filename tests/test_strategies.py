@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hopbench.lyapunov import condition11, energy_rate
-from hopbench.models import build_model
-from hopbench.models.strategies import polar_factor
-from hopbench.network import Network
+from hopbench.analysis.descent import condition11, energy_rate
+from hopbench.core.models import build_model
+from hopbench.core.models.strategies import polar_factor
+from hopbench.core.network import Network
 from tests.conftest import DEVICE, F64, hebbian_net, randn, random_net
 
 

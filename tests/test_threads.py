@@ -41,7 +41,8 @@ def test_solve_after_threaded_eigvalsh_in_a_fresh_process() -> None:
     the budget changed again, then a batched solve at N = 200 (Newton polish) — no pivots error, exact answer."""
     result = _python("""
         import torch
-        from hopbench import stability, threads
+        from hopbench import threads
+        from hopbench.analysis import stability
         stability.SPLIT_WORK = 0
         gen = torch.Generator().manual_seed(0)
         A = torch.randn(64, 100, 100, generator=gen, dtype=torch.float64)
@@ -75,7 +76,7 @@ def test_auto_gives_small_problems_one_thread() -> None:
 
 
 def _hopbench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hopbench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hopbench.app.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=ENV, cwd=cwd)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hopbench.analysis.training import TrainConfig, denoise_loss, fixed_point_loss, train
+from hopbench.core.network import Network
+from hopbench.core.system import compose, generator
 from hopbench.errors import ConfigError
-from hopbench.network import Network
-from hopbench.system import compose, generator
-from hopbench.training import TrainConfig, denoise_loss, fixed_point_loss, train
 from tests.conftest import DEVICE, F64
 
 MEMORY = dict(model="original", activation="smooth_leaky_relu", weights="goe", weights_params={"sigma": 0.5},

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.data import build_dataset
+from hopbench.core.activations import build_activation
+from hopbench.core.data import build_dataset
+from hopbench.core.models import build_model
+from hopbench.core.system import generator
+from hopbench.core.weights import WEIGHTS, Storage, build_network
 from hopbench.errors import ConfigError
-from hopbench.models import build_model
-from hopbench.system import generator
-from hopbench.weights import WEIGHTS, Storage, build_network
 
 F64 = torch.float64
 
@@ -168,7 +168,7 @@ def test_bipartite_is_a_modern_hopfield_network() -> None:
     torch.testing.assert_close(W[30:, :30], s * d.patterns)
     assert float(W[:30, :30].abs().max()) == 0.0 and float(W[30:, 30:].abs().max()) == 0.0
     model = build_model("original", net)
-    from hopbench.solver import polish
+    from hopbench.solve import polish
 
     y = polish(model, model.initial_state(net.embed(d.patterns))).x
     feature = y[:, :30]

@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from hopbench.app.tracking import Recorder, atomic_path, json_safe, save_figure, write_json
 from hopbench.registry import Registry
 from hopbench.threads import job_budget
-from hopbench.tracking import Recorder, atomic_path, json_safe, save_figure, write_json
 
 __all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "cpu_threads", "load", "reproduce", "write_report"]
 

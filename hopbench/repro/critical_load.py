@@ -5,7 +5,7 @@ System (§6): log-normal patterns x^μ (mean 1, coefficient of variation CV), ac
 dynamics ẋ = −x + φ(Wx) (``modified`` model, ``identity`` strategy, b = 0). Every stored pattern is an exact
 fixed point (the residual ‖−x + φ(Wx)‖∞ is recorded, ~1e-13), so its stability is read off the Jacobian
 J = −I + diag(φ'(h)) W at the pattern itself, with no integration. A pattern is *stable* when
-max Re λ(J) < −tol·max(1, max|λ(J)|) — the verdict rule of ``hopbench.stability.analyse``.
+max Re λ(J) < −tol·max(1, max|λ(J)|) — the verdict rule of ``hopbench.analysis.stability.analyse``.
 
 Spectrum. W = H X⁺ has rank P, so J has N − P eigenvalues exactly −1 (the kernel of W) and P non-trivial
 ones, the eigenvalues of the P × P matrix −I + X⁺ diag(φ'(h)) H (the non-zero eigenvalues of AB and BA
@@ -55,10 +55,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hopbench.analysis.stability import jacobian_eigenvalues, split_spectrum
+from hopbench.app.tasks import alpha_crossing
+from hopbench.core.system import System, compose
 from hopbench.repro import REPRODUCTIONS, Context, Verdict
-from hopbench.stability import jacobian_eigenvalues, split_spectrum
-from hopbench.system import System, compose
-from hopbench.tasks import alpha_crossing
 
 ALPHA_C = 1.0  # storage capacity of the pseudo-inverse rule: P ≤ N patterns are exact fixed points
 STATUS_CROSSING, STATUS_NO_STABLE_PHASE, STATUS_NEVER_UNSTABLE = "crossing", "no_stable_phase", "never_unstable"

@@ -48,13 +48,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hopbench.activations import ThresholdLinear
-from hopbench.metrics import retrieval, spurious, stability_at_patterns
-from hopbench.models import Model
+from hopbench.analysis.metrics import retrieval, spurious, stability_at_patterns
+from hopbench.analysis.stability import JACOBIAN_VERDICTS, StabilityConfig, analyse
+from hopbench.core.activations import ThresholdLinear
+from hopbench.core.models import Model
+from hopbench.core.system import System, compose, generator
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.solver import SolverConfig, integrate, polish
-from hopbench.stability import JACOBIAN_VERDICTS, StabilityConfig, analyse
-from hopbench.system import System, compose, generator
+from hopbench.solve import SolverConfig, integrate, polish
 
 F64 = torch.float64
 MODELS = ("original", "modified")

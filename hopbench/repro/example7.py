@@ -42,12 +42,13 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench.lyapunov import energy_rate
-from hopbench.models import Model
+from hopbench.analysis.descent import energy_rate
+from hopbench.analysis.stability import StabilityConfig, analyse
+from hopbench.chunks import matrix_chunks
+from hopbench.core.models import Model
+from hopbench.core.system import System, compose, generator
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.solver import EnergyTrace, SolverConfig, integrate, matrix_chunks, polish
-from hopbench.stability import StabilityConfig, analyse
-from hopbench.system import System, compose, generator
+from hopbench.solve import EnergyTrace, SolverConfig, integrate, polish
 
 F64 = torch.float64
 #: relative energy rises are measured only above this: with atol 1e-10 one step moves f = u − g(Wu + b) by

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.deadneurons import flat_energy_probe
-from hopbench.lyapunov import energy_rate
-from hopbench.models import build_model
-from hopbench.network import Network
+from hopbench.analysis.dead_neurons import flat_energy_probe
+from hopbench.analysis.descent import energy_rate
+from hopbench.analysis.stability import jacobian_eigenvalues
+from hopbench.core.activations import build_activation
+from hopbench.core.models import build_model
+from hopbench.core.network import Network
 from hopbench.repro import REPRODUCTIONS, Context, Verdict
-from hopbench.solver import SolverConfig, integrate, polish
-from hopbench.stability import jacobian_eigenvalues
+from hopbench.solve import SolverConfig, integrate, polish
 
 F64 = torch.float64
 

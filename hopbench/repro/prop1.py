@@ -37,12 +37,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hopbench.activations import Lagrangian, build_activation
-from hopbench.deadneurons import flat_energy_probe
-from hopbench.models import build_energy
-from hopbench.network import Network
+from hopbench.analysis.dead_neurons import flat_energy_probe
+from hopbench.core.activations import Lagrangian, build_activation
+from hopbench.core.models import build_energy
+from hopbench.core.network import Network
+from hopbench.core.weights import goe_matrix
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.weights import goe_matrix
 
 F64 = torch.float64
 ACTIVATIONS = ("relu", "sigmoid", "softmax", "tanh")

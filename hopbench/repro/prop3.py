@@ -37,8 +37,8 @@ import torch
 from scipy.integrate import quad, simpson, solve_ivp
 from scipy.special import airy
 
+from hopbench.core.weights import goe_matrix
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.weights import goe_matrix
 
 F64 = torch.float64
 #: Tracy–Widom β = 1 mean and variance (Bornemann, Math. Comp. 79 (2010), Table 10)

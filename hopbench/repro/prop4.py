@@ -39,13 +39,13 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench.deadneurons import minimise_energy, recover_steady_state
-from hopbench.models import Model
-from hopbench.network import Network
+from hopbench.analysis.dead_neurons import minimise_energy, recover_steady_state
+from hopbench.analysis.stability import StabilityConfig, analyse, jacobian_eigenvalues
+from hopbench.core.models import Model
+from hopbench.core.network import Network
+from hopbench.core.system import System, compose
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
-from hopbench.solver import SolverConfig, integrate, polish
-from hopbench.stability import StabilityConfig, analyse, jacobian_eigenvalues
-from hopbench.system import System, compose
+from hopbench.solve import SolverConfig, integrate, polish
 
 F64 = torch.float64
 STEADY_TOL, MATCH_TOL = 1e-6, 1e-6

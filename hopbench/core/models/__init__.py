@@ -1,8 +1,8 @@
 """Models = Lagrangian (activations) + vector field (dynamics, strategies) + energy (energies)."""
 
-from hopbench.models.dynamics import CUE_MAPS, MODELS, NATURAL_STRATEGY, Model, ModelSpec, build_model
-from hopbench.models.energies import ENERGIES, Energy, build_energy
-from hopbench.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
+from hopbench.core.models.dynamics import CUE_MAPS, MODELS, NATURAL_STRATEGY, Model, ModelSpec, build_model
+from hopbench.core.models.energies import ENERGIES, Energy, build_energy
+from hopbench.core.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
 
 __all__ = [
     "CUE_MAPS", "ENERGIES", "MODELS", "NATURAL_STRATEGY", "STRATEGIES",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from hopbench.activations import Lagrangian
+from hopbench.core.activations import Lagrangian
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,8 @@ def print_summary(results: Sequence[dict], title: str = "") -> None:
 
 
 def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:
-    from hopbench import plots
-    from hopbench.tracking import atomic_path
+    from hopbench.app import plots
+    from hopbench.app.tracking import atomic_path
 
     made = []
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = Path(args.out or (args.dirs[0] if Path(args.dirs[0]).is_dir() else Path(args.dirs[0]).parent))
     out.mkdir(parents=True, exist_ok=True)
-    from hopbench.tracking import atomic_path
+    from hopbench.app.tracking import atomic_path
 
     with atomic_path(out / "summary.csv") as tmp:
         frame.to_csv(tmp, index=False)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hopbench.models import Energy
-from hopbench.network import Network
+from hopbench.core.models import Energy
+from hopbench.core.network import Network
 
 __all__ = ["flat_energy_probe", "minimise_energy", "recover_steady_state"]
 

@@ -19,12 +19,12 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from hopbench.config import settings_from_config
+from hopbench.app.settings import settings_from_config
 from hopbench.errors import ConfigError
 
 __all__ = ["CONF_DIR", "GROUPS", "main", "preflight"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
 GROUPS = ("model", "activation", "strategy", "energy", "weights", "dataset", "cue", "solver", "task", "logger",
           "experiment")
 #: Hydra's own flags; those in VALUE_FLAGS take the next argument
@@ -115,7 +115,7 @@ def preflight(argv: Sequence[str]) -> int:
                 context = compose(config_name, overrides=[o for o in job if o.split("=", 1)[0] in GROUPS])
                 raise _unknown_key(err, context) or ConfigError("overrides", " ".join(job),
                                                                 str(err).splitlines()[0]) from None
-            from hopbench.runner import explicit_keys
+            from hopbench.app.runner import explicit_keys
 
             settings_from_config(cfg, explicit=explicit_keys(list(job)))
     GlobalHydra.instance().clear()
@@ -124,7 +124,7 @@ def preflight(argv: Sequence[str]) -> int:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
-    from hopbench.runner import run_job
+    from hopbench.app.runner import run_job
 
     run_job(cfg)
 

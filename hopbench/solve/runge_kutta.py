@@ -1,7 +1,7 @@
 """Batched embedded Runge–Kutta with a step size per trajectory (``solver.backend=rows``).
 
 torchdiffeq advances a whole batch with one step size and can only be stopped between calls, so
-``hopbench.solver.integrate`` runs it in windows and removes converged rows at window ends. This integrator
+``hopbench.solve.integrate`` runs it in windows and removes converged rows at window ends. This integrator
 does what no library does for a batch: every row (B, N) has its own step size and error test, exactly as if
 it were integrated alone (the per-cue ``solve_ivp`` script, batched), and a row leaves the batch at the first
 accepted step where it has converged (‖ẋ‖∞ < tol, read off the first-same-as-last stage, so at no extra
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hopbench.models import Model
-from hopbench.solver import CONVERGED, DIVERGED, MAX_TIME, EnergyTrace, SolverConfig, Trajectories
+from hopbench.core.models import Model
+from hopbench.solve.trajectories import CONVERGED, DIVERGED, MAX_TIME, EnergyTrace, SolverConfig, Trajectories
 
 __all__ = ["TABLEAUS", "Tableau", "integrate_rows"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hopbench.models import Model
-from hopbench.solver import matrix_chunks
+from hopbench.chunks import matrix_chunks
+from hopbench.core.models import Model
 from hopbench.threads import map_chunks
 
 __all__ = [

@@ -27,12 +27,12 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from hopbench.data import corrupt
+from hopbench.core.data import corrupt
+from hopbench.core.models import build_model
+from hopbench.core.network import Network
+from hopbench.core.system import System, generator
 from hopbench.errors import ConfigError
-from hopbench.models import build_model
-from hopbench.network import Network
 from hopbench.registry import Registry
-from hopbench.system import System, generator
 
 __all__ = ["OBJECTIVES", "TrainConfig", "TrainResult", "train"]
 

@@ -20,12 +20,12 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench.data import corrupt
-from hopbench.lyapunov import condition11, energy_rate
-from hopbench.models import Model
-from hopbench.solver import SolverConfig, Trajectories, integrate, polish
-from hopbench.stability import ENERGY_VERDICTS, JACOBIAN_VERDICTS, StabilityConfig, analyse, summarise
-from hopbench.system import System, generator
+from hopbench.analysis.descent import condition11, energy_rate
+from hopbench.analysis.stability import ENERGY_VERDICTS, JACOBIAN_VERDICTS, StabilityConfig, analyse, summarise
+from hopbench.core.data import corrupt
+from hopbench.core.models import Model
+from hopbench.core.system import System, generator
+from hopbench.solve import SolverConfig, Trajectories, integrate, polish
 
 __all__ = ["Measurement", "cosine", "lyapunov_check", "retrieval", "spurious", "stability_at_patterns"]
 

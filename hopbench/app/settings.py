@@ -13,15 +13,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hopbench.activations import ACTIVATIONS
-from hopbench.data import CUES, DATASETS
+from hopbench.analysis.stability import StabilityConfig
+from hopbench.core.activations import ACTIVATIONS
+from hopbench.core.data import CUES, DATASETS
+from hopbench.core.models import ENERGIES, MODELS, STRATEGIES
+from hopbench.core.models.energies import STATE_OF_ENERGY
+from hopbench.core.system import resolve_device, resolve_dtype, resolve_n_patterns
+from hopbench.core.weights import WEIGHTS
 from hopbench.errors import ConfigError
-from hopbench.models import ENERGIES, MODELS, STRATEGIES
-from hopbench.models.energies import STATE_OF_ENERGY
-from hopbench.solver import SolverConfig
-from hopbench.stability import StabilityConfig
-from hopbench.system import resolve_device, resolve_dtype, resolve_n_patterns
-from hopbench.weights import WEIGHTS
+from hopbench.solve import SolverConfig
 
 __all__ = ["TASK_NAMES", "Settings", "settings_from_config"]
 
@@ -255,7 +255,7 @@ def _check_task(cfg: DictConfig) -> tuple[str, dict]:
             _positive("task.loads", alpha)
         _fraction("task.level", params["level"])
     if name == "train":
-        from hopbench.training import TrainConfig
+        from hopbench.analysis.training import TrainConfig
 
         TrainConfig.from_params(params)
         if cfg.weights.get("name") == "bipartite":

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.network import Network
 from hopbench.registry import Registry
 
 #: Energy.hessian holds about this many entries per pass (rows × points × N × N): 2^23 float64, 64 MiB

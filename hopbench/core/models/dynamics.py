@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hopbench.activations import Curvature
+from hopbench.core.activations import Curvature
+from hopbench.core.models.energies import Energy, build_energy
+from hopbench.core.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
+from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.models.energies import Energy, build_energy
-from hopbench.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
-from hopbench.network import Network
 from hopbench.registry import Registry
 
 __all__ = ["CUE_MAPS", "MODELS", "NATURAL_STRATEGY", "Model", "ModelSpec", "build_model"]

@@ -1,6 +1,6 @@
 """Tasks (config group ``task``): evaluate, train, capacity, critical_load, lyapunov, reproduce.
 
-A task takes validated :class:`~hopbench.config.Settings` and a :class:`~hopbench.tracking.Recorder`, runs
+A task takes validated :class:`~hopbench.app.settings.Settings` and a :class:`~hopbench.app.tracking.Recorder`, runs
 its measurements for every model of the run (original and modified side by side with ``compare=true``, on
 the same weights, patterns and cues), records tables and figures, and returns the results' content.
 """
@@ -16,14 +16,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hopbench import plots
-from hopbench.config import Settings
-from hopbench.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
-from hopbench.models import Model
+from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
+from hopbench.analysis.training import TrainConfig, train
+from hopbench.app import plots
+from hopbench.app.settings import Settings
+from hopbench.app.tracking import Recorder
+from hopbench.core.models import Model
+from hopbench.core.system import System, compose
 from hopbench.registry import Registry
-from hopbench.system import System, compose
-from hopbench.tracking import Recorder
-from hopbench.training import TrainConfig, train
 
 __all__ = ["TASKS", "alpha_crossing", "model_info"]
 
@@ -307,12 +307,12 @@ def lyapunov(settings: Settings, recorder: Recorder) -> dict:
 
 @TASKS.register("reproduce")
 def reproduce(settings: Settings, recorder: Recorder) -> dict:
-    """A published result: data, figure and verdict.json in ``reproductions/<which>/`` (issue 4)."""
+    """A published result: data, figure and verdict.json in ``reproductions/<which>/``."""
     from pathlib import Path
 
+    from hopbench.core.system import resolve_device
     from hopbench.repro import Context
     from hopbench.repro import reproduce as run_reproduction
-    from hopbench.system import resolve_device
 
     p = settings.task_params
     which, full = p["which"], p["use"] == "full_params"

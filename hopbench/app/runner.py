@@ -19,12 +19,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hopbench.config import settings_from_config
+from hopbench.app.report import print_summary
+from hopbench.app.settings import settings_from_config
+from hopbench.app.tasks import TASKS
+from hopbench.app.tracking import Recorder, config_hash, versions, write_json
+from hopbench.core.system import resolve_device
 from hopbench.errors import ConfigError
-from hopbench.report import print_summary
-from hopbench.system import resolve_device
-from hopbench.tasks import TASKS
-from hopbench.tracking import Recorder, config_hash, versions, write_json
 
 __all__ = ["explicit_keys", "run_job"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hopbench.solver import EnergyTrace
+from hopbench.solve import EnergyTrace
 
 __all__ = ["capacity_curve", "comparison_bars", "critical_load_curve", "energy_traces", "overlap_histogram",
            "spectra", "training_curve"]

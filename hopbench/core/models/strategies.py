@@ -26,8 +26,8 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from hopbench.models.energies import Energy
-from hopbench.network import Network
+from hopbench.core.models.energies import Energy
+from hopbench.core.network import Network
 from hopbench.registry import Registry
 
 __all__ = ["STRATEGIES", "Backing", "Requirement", "Strategy", "assess_backing"]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from hopbench.activations import build_activation
-from hopbench.data import PatternSet, build_dataset
+from hopbench.core.activations import build_activation
+from hopbench.core.data import PatternSet, build_dataset
+from hopbench.core.models import Model, build_model
+from hopbench.core.network import Network
+from hopbench.core.weights import build_network
 from hopbench.errors import ConfigError
-from hopbench.models import Model, build_model
-from hopbench.network import Network
-from hopbench.weights import build_network
 
 __all__ = ["DTYPES", "System", "compose", "generator", "resolve_device", "resolve_n_patterns"]
 

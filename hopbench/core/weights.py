@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hopbench.activations import ACTIVATIONS, Lagrangian, Layered
-from hopbench.data import PatternSet
+from hopbench.core.activations import ACTIVATIONS, Lagrangian, Layered
+from hopbench.core.data import PatternSet
+from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.network import Network
 from hopbench.registry import Registry
 
 __all__ = ["BIASES", "WEIGHTS", "Structure", "build_network", "goe_matrix"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hopbench.models import Model
+from hopbench.core.models import Model
 
 __all__ = ["condition11", "energy_rate"]
 
