@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hopbench import compose
 from hopbench.core.data import corrupt
-from hopbench.core.system import System, compose
+from hopbench.core.system import System
 from hopbench.solve import polish
 
 __all__ = ["BETA", "FLIP", "SUCCESS", "RetrievalProblem", "fixed_points", "hebbian_system", "retrieval_problem",

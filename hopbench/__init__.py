@@ -1,11 +1,19 @@
 """hopbench: a benchmark framework for continuous-time associative memories (Hopfield-type neural ODEs).
 
-The engine is plain Python (``compose`` builds a system from names); the ``hopbench`` command wraps it
-in Hydra configs.
+``compose`` builds a system by names, exactly as the ``hopbench`` command does (both instantiate the same
+typed configs); the layers are ``hopbench.core`` (mathematics), ``hopbench.solve``, ``hopbench.analysis``,
+``hopbench.app`` and ``hopbench.repro``.
 """
 
-from hopbench.core.system import System, compose
+from importlib.metadata import PackageNotFoundError, version
+
+from hopbench.app.compose import compose
+from hopbench.core.system import System
 from hopbench.errors import ConfigError
 
-__all__ = ["ConfigError", "System", "compose"]
-__version__ = "0.1.0"
+__all__ = ["ConfigError", "System", "__version__", "compose"]
+
+try:
+    __version__ = version("hopbench")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"

@@ -1,4 +1,8 @@
-"""Registries map config names to implementations (no if/else chains)."""
+"""Registries map config names to implementations (no if/else chains).
+
+The options of every config group are registered here by the layer that implements them; the typed
+configs of the command line (hopbench.app.configs) are generated from these registries.
+"""
 
 from __future__ import annotations
 
@@ -42,12 +46,12 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def parameters(self, name: str) -> list[str]:
-        """Keyword parameters the user may set for ``name`` (for error messages and validation)."""
+        """Named parameters the user may set for ``name`` (for error messages and validation)."""
         sig = inspect.signature(self.get(name))
-        return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        return [p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
     def build(self, name: str, params: Mapping[str, Any] | None = None, **context: Any) -> T:
-        """Call the factory with user ``params`` (keyword-only arguments) and internal ``context``."""
+        """Call the factory with user ``params`` (named arguments) and internal ``context``."""
         params = dict(params or {})
         allowed = self.parameters(name)
         for key in params:

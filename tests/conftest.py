@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,7 +40,7 @@ def relu_memory(P: int, N: int, seed: int = 0):
     """A symmetric ReLU memory with dead neurons: {0,1} patterns with exactly 0.3N ones, W = 1.2 XX⁺ − 11ᵀ/N,
     b = 0.1. Every pattern is an exact fixed point (y = W a + b) with silent neurons at y = −0.2 (dead).
     Returns the float64 System."""
-    from hopbench.core.system import compose
+    from hopbench import compose
 
     return compose(model="original", activation="relu", weights="pseudoinverse",
                    weights_params={"scale": 1.2, "inhibition": 1.0}, dataset="sparse_binary",
@@ -58,3 +60,35 @@ def random_net(N: int, activation: str, symmetric: bool, seed: int = 0, scale: f
 def randn(*shape: int, seed: int = 1, scale: float = 1.0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return (scale * torch.randn(*shape, generator=gen, dtype=F64)).to(DEVICE)
+
+
+def compose_hydra(overrides: list[str], *, hydra_node: bool = False):
+    """The config the ``hopbench`` command composes for ``overrides`` (Hydra's compose API, in this process)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hopbench.app.configs import register
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="hopbench.conf", version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=hydra_node)
+
+
+def run_inprocess(overrides: list[str], out: Path) -> dict:
+    """Run one job as the ``hopbench`` command would (Hydra config, HydraConfig set, hopbench.app.runner.run_job)
+    in this process, so that coverage sees the application; returns its results.json."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from hopbench.app.runner import run_job
+
+    cfg = compose_hydra(overrides, hydra_node=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    run_job(cfg)
+    return json.loads((out / "results.json").read_text())

@@ -136,7 +136,7 @@ def test_dead_directions_keep_activation_constant() -> None:
 
 
 def test_layered_blocks() -> None:
-    lag = Layered([(3, build_activation("tanh")), (4, build_activation("softmax"))])
+    lag = Layered([(3, build_activation("tanh", {"beta": 1.0})), (4, build_activation("softmax"))])
     h = randn(2, 7, seed=6).requires_grad_(True)
     (grad,) = torch.autograd.grad(lag.lagrangian(h).sum(), h)
     torch.testing.assert_close(lag.activation(h.detach()), grad)

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hopbench.app.settings import settings_from_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from hopbench.app.cli import CONF_DIR, GROUPS, preflight
-from hopbench.app.settings import settings_from_config
 from hopbench.app.tracking import atomic_path, json_safe, write_json
 from hopbench.errors import ConfigError
 

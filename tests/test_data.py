@@ -85,5 +85,5 @@ def test_mask_and_gaussian() -> None:
 
 def test_flip_on_graded_data_is_rejected() -> None:
     d = make("lognormal")
-    with pytest.raises(ConfigError, match=r"cue='flip': needs binary patterns .*allowed: gaussian, mask"):
+    with pytest.raises(ConfigError, match=r"cue='flip': needs binary .*allowed: gaussian, mask"):
         corrupt("flip", None, d.patterns, d.kind, generator(0, "c"))

@@ -49,7 +49,7 @@ def test_windowed_early_stopping_integration_matches_one_plain_odeint_call() -> 
 @pytest.mark.parametrize("backend", ["rows", "torchdiffeq"])
 def test_a_diverging_row_does_not_change_the_others(backend: str) -> None:
     """Every other row gets the result it gets in a batch of its own."""
-    net, X = hebbian_net(4, 30, "tanh")
+    net, X = hebbian_net(4, 30, "tanh", {"beta": 1.0})
     model = build_model("original", net)
     good = model.initial_state(flipped(X, 0.1, seed=2))
     cfg = SolverConfig(backend=backend, bound=1e3, rtol=1e-8, atol=1e-10, tol=1e-7)
@@ -86,7 +86,7 @@ def test_non_symmetric_weights_take_the_general_route() -> None:
     """No symmetric shortcut where none is valid: a non-symmetric W goes to the general eigensolver."""
     gen = torch.Generator().manual_seed(0)
     W = torch.randn(12, 12, generator=gen, dtype=F64) / 12**0.5
-    net = Network(W.to(DEVICE), torch.zeros(12, dtype=F64, device=DEVICE), build_activation("tanh"))
+    net = Network(W.to(DEVICE), torch.zeros(12, dtype=F64, device=DEVICE), build_activation("tanh", {"beta": 1.0}))
     model = build_model("original", net)
     y = polish(model, randn(3, 12, seed=1)).x
     fast, route = jacobian_eigenvalues(model, y)
@@ -141,7 +141,7 @@ def test_row_wise_statuses_converged_max_time_diverged() -> None:
         (0.5 * torch.eye(2, dtype=F64), [[1.0, -2.0], [float("nan"), 0.0]], ["converged", "diverged"]),
         (cycle, [[0.1, 0.0], [2.0, 1.0]], ["max_time", "max_time"]),
     ]:
-        net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
+        net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh", {"beta": 1.0}))
         out = integrate(build_model("original", net), torch.tensor(x0, dtype=F64, device=DEVICE),
                         SolverConfig(backend="rows", t_max=60.0))
         assert out.status_names() == expected
@@ -159,7 +159,7 @@ def test_row_wise_energy_trace_and_bad_settings() -> None:
     eq. 4 with symmetric W); rows-only settings are checked like every other solver key."""
 
 
-    net, X = hebbian_net(4, 40, "tanh")
+    net, X = hebbian_net(4, 40, "tanh", {"beta": 1.0})
     model = build_model("original", net)
     out = integrate(model, model.initial_state(flipped(X, 0.2, seed=1)), ROWS, record_energy=True)
     assert out.trace is not None and set(out.trace.index.tolist()) == set(range(4))
@@ -174,7 +174,7 @@ def test_row_wise_energy_trace_and_bad_settings() -> None:
 def test_row_wise_horizon_ends_as_max_time_whatever_the_rounding(t_max: float) -> None:
     """A limit cycle reaches t_max through a last, clipped step: max_time, never a spurious 'diverged'."""
     W = 2.0 * torch.tensor([[math.cos(0.8), -math.sin(0.8)], [math.sin(0.8), math.cos(0.8)]], dtype=F64)
-    net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
+    net = Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh", {"beta": 1.0}))
     x0 = torch.tensor([[0.1, 0.0], [2.0, 1.0], [-1.0, 0.5]], dtype=F64, device=DEVICE)
     out = integrate(build_model("original", net), x0, SolverConfig(backend="rows", t_max=t_max))
     assert out.status_names() == ["max_time"] * 3
@@ -207,7 +207,7 @@ def test_chunked_analysis_equals_one_batch(model_name: str, monkeypatch: pytest.
 
 def test_an_empty_batch_analyses_to_empty_results() -> None:
     """No fixed points (e.g. every start diverged) is a valid input: every per-point result is empty."""
-    net, _ = hebbian_net(3, 10, "tanh")
+    net, _ = hebbian_net(3, 10, "tanh", {"beta": 1.0})
     for model in (build_model("original", net), build_model("modified", net)):
         table = stability.analyse(model, torch.zeros(0, 10, dtype=F64, device=DEVICE))
         assert all(v.shape[0] == 0 for v in table.values() if isinstance(v, torch.Tensor))

@@ -9,7 +9,7 @@ from hopbench.core.models import STRATEGIES, build_model
 from hopbench.solve import polish
 from tests.conftest import DEVICE, F64, hebbian_net, randn, random_net
 
-U_STRATEGIES = ["identity", "w", "polar", "i_minus_wt_lambda", "lambda", "polar_f", "lyapunov"]
+U_STRATEGIES = ["identity", "w", "polar", "i_minus_wt_lambda", "lambda", "polar_f", "lyapunov_equation"]
 Y_STRATEGIES = ["identity", "y_i_minus_w_lambda", "y_i_minus_lambda_wt", "polar_f"]
 COMBOS = ([("original", "identity")] + [("modified", s) for s in U_STRATEGIES]
           + [("modified_y", s) for s in Y_STRATEGIES])
@@ -33,7 +33,7 @@ def dense_reference(model, x: torch.Tensor) -> torch.Tensor:
             "identity": eye,
             "w": W,
             "polar": getattr(model.strategy, "R", None),
-            "lyapunov": getattr(model.strategy, "R", None),
+            "lyapunov_equation": getattr(model.strategy, "R", None),
             "i_minus_wt_lambda": eye - W.T @ Lam,
             "lambda": Lam,
             "y_i_minus_w_lambda": eye - W @ Lam,
@@ -74,7 +74,7 @@ def test_jacobian_matches_jacrev_at_fixed_points(name: str, strategy: str, activ
 @pytest.mark.parametrize("name", ["original", "modified"])
 def test_residual_jacobian_exact_everywhere(name: str) -> None:
     net = random_net(7, "sigmoid", symmetric=False, seed=15, scale=2.0)
-    model = build_model(name, net)
+    model = build_model(name, net, strategy="identity")
     x = randn(5, 7, seed=16)
     auto = torch.func.vmap(torch.func.jacrev(lambda z: model.residual(z.unsqueeze(0)).squeeze(0)))(x)
     torch.testing.assert_close(model.residual_jacobian(x), auto)
@@ -84,7 +84,7 @@ def test_residual_jacobian_exact_everywhere(name: str) -> None:
 def test_symmetric_jacobian_has_the_jacobian_spectrum() -> None:
     net, _ = hebbian_net(5, 40, "relu")
     for name in ("original", "modified"):
-        model = build_model(name, net)
+        model = build_model(name, net, strategy="identity")
         x = randn(3, 40, seed=17)
         S = model.symmetric_jacobian(x)
         assert S is not None

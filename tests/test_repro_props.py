@@ -74,7 +74,7 @@ def test_compressed_goe_has_the_predicted_edge() -> None:
     ("tanh", lambda lvl: math.acosh(1 / math.sqrt(lvl))),  # Λ/Λmax = sech²(y)
 ])
 def test_saturation_edge_matches_closed_form(name: str, closed_form) -> None:
-    lag = build_activation(name)
+    lag = build_activation(name, {"beta": 1.0})
     level = 1e-6
     edge = prop1.saturation_edge(lag, level * prop1.peak_curvature(lag))
     assert edge == pytest.approx(closed_form(level), rel=1e-6)

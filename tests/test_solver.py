@@ -24,7 +24,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def rotation_net(k: float, theta: float) -> Network:
     """ẏ = W tanh(y) − y with W = k·rotation(θ): k cos θ > 1 gives a limit cycle around the origin."""
     W = k * torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype=F64)
-    return Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
+    return Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh", {"beta": 1.0}))
 
 
 def test_converging_system_reports_converged(backend: str) -> None:
@@ -120,7 +120,7 @@ def test_energy_trace_detects_increases(backend: str) -> None:
     """Energy eq. 4 under a non-symmetric W is not a Lyapunov function: the trace catches rises."""
     gen = torch.Generator().manual_seed(3)
     W = 2.0 * torch.randn(6, 6, generator=gen, dtype=F64) / 6**0.5
-    net = Network(W.to(DEVICE), torch.zeros(6, dtype=F64, device=DEVICE), build_activation("tanh"))
+    net = Network(W.to(DEVICE), torch.zeros(6, dtype=F64, device=DEVICE), build_activation("tanh", {"beta": 1.0}))
     model = build_model("original", net)
     out = integrate(model, randn(50, 6, seed=4, scale=2.0), SolverConfig(backend=backend, t_max=30), record_energy=True)
     assert bool(out.trace.increases(1e-6).any())
@@ -128,7 +128,7 @@ def test_energy_trace_detects_increases(backend: str) -> None:
 
 def test_newton_polish_converges_and_stays_put() -> None:
     net, X = hebbian_net(5, 60, "tanh", {"beta": 3.0})
-    model = build_model("modified", net)
+    model = build_model("modified", net, strategy="identity")
     rough = integrate(model, model.initial_state(X), SolverConfig(tol=1e-3)).x
     fine = polish(model, rough)
     assert bool(fine.converged.all())

@@ -61,7 +61,7 @@ def test_range_test_is_not_fooled_by_nearly_dead_neurons() -> None:
     it must match an independent dense computation of I − Λ_a^{1/2} W_aa Λ_a^{1/2} on the alive coordinates
     (congruent to Λ_a − Λ_a W_aa Λ_a), not sink to ~Λ_i as the literal matrix does."""
     N = 24
-    net = random_net(N, "tanh", symmetric=True, seed=3, scale=0.4)  # spectral edge ≈ 0.8: stable
+    net = random_net(N, "tanh", symmetric=True, seed=3, scale=0.4, params={"beta": 1.0})  # spectral edge ≈ 0.8: stable
     model = build_model("original", net)
     y = randn(5, N, seed=4)
     y[:, ::3] = 7.5 * torch.sign(y[:, ::3])  # Λ = 1 − tanh²(7.5) ≈ 1.2e-6: alive, but barely

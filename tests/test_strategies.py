@@ -29,7 +29,7 @@ def test_lyapunov_strategy_solves_the_lyapunov_equation() -> None:
     net = random_net(10, "tanh", symmetric=True, seed=22)
     W = net.W + 3 * torch.eye(10, dtype=F64, device=DEVICE)  # W ≻ 0
     net = Network(W, net.b, net.lagrangian)
-    model = build_model("modified", net, strategy="lyapunov", strategy_params={"q": 2.0})
+    model = build_model("modified", net, strategy="lyapunov_equation", strategy_params={"q": 2.0})
     R = model.strategy.R
     torch.testing.assert_close(R @ W + W @ R, 2.0 * torch.eye(10, dtype=F64, device=DEVICE))
     assert float(torch.linalg.eigvalsh(R).min()) > 0
@@ -38,7 +38,7 @@ def test_lyapunov_strategy_solves_the_lyapunov_equation() -> None:
 
 def test_lyapunov_strategy_on_indefinite_w_is_flagged_not_fatal() -> None:
     net, _ = hebbian_net(3, 20)
-    model = build_model("modified", net, strategy="lyapunov")
+    model = build_model("modified", net, strategy="lyapunov_equation")
     assert not model.backing.backed
     assert any("positive definite" in r for r in model.backing.reasons)
 

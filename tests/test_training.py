@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hopbench import compose
 from hopbench.analysis.training import TrainConfig, denoise_loss, fixed_point_loss, train
+from hopbench.core.data import Flip
 from hopbench.core.network import Network
-from hopbench.core.system import compose, generator
+from hopbench.core.system import generator
 from hopbench.errors import ConfigError
 from tests.conftest import DEVICE, F64
 
@@ -23,7 +25,7 @@ def test_fixed_point_training_makes_every_pattern_a_steady_state_of_eq1() -> Non
     system = compose(**MEMORY)
     X = system.data.patterns.to(DEVICE, F64)
     before = system.model.residual(system.model.initial_state(X)).abs().amax()
-    result = train(system, TrainConfig(steps=1500, lr=0.02, log_every=100), model_kwargs={}, cue=("flip", {}))
+    result = train(system, TrainConfig(steps=1500, lr=0.02, log_every=100), cue=Flip())
     model = result.system.model
     after = model.residual(model.initial_state(X)).abs().amax()
     assert float(before) > 0.5 and float(after) < 0.01 * float(before)
@@ -56,7 +58,7 @@ def test_stability_penalty_trains_the_stored_points_stable() -> None:
     system = compose(**{**MEMORY, "weights_params": {"sigma": 3.0}})
     X = system.data.patterns.to(DEVICE, F64)
     cfg = TrainConfig(steps=1500, lr=0.02, stability_weight=10.0, margin=0.1, log_every=100)
-    result = train(system, cfg, model_kwargs={}, cue=("flip", {}))
+    result = train(system, cfg, cue=Flip())
     model = result.system.model
     y, y0 = model.initial_state(X), system.model.initial_state(X)
     assert float(model.residual(y).abs().amax()) < 0.2 * float(system.model.residual(y0).abs().amax())
@@ -76,8 +78,8 @@ def test_denoise_adjoint_gradient_equals_backprop_through_the_solver() -> None:
         W = system.net.W.clone().requires_grad_(True)
         net = Network(W, system.net.b, system.net.lagrangian)
         cfg = TrainConfig(objective="denoise", horizon=2.0, adjoint=adjoint, cues_per_pattern=3)
-        terms = denoise_loss(net=net, patterns=X, cfg=cfg, system=system, model_kwargs={},
-                             cue=("flip", {"level": 0.2}), step_generator=generator(0, "test cues"))
+        terms = denoise_loss(net=net, patterns=X, cfg=cfg, system=system,
+                             cue=Flip(level=0.2), step_generator=generator(0, "test cues"))
         (grad,) = torch.autograd.grad(terms["loss"], W)
         grads.append(grad)
     assert float(grads[0].abs().max()) > 1e-6

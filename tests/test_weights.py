@@ -9,7 +9,7 @@ from hopbench.core.activations import build_activation
 from hopbench.core.data import build_dataset
 from hopbench.core.models import build_model
 from hopbench.core.system import generator
-from hopbench.core.weights import WEIGHTS, Storage, build_network
+from hopbench.core.weights import WEIGHTS, Bias, Storage, build_network
 from hopbench.errors import ConfigError
 
 F64 = torch.float64
@@ -25,7 +25,16 @@ def storage(d, activation: str = "tanh", bias: float = 0.0) -> Storage:
 
 
 def weights(name: str, d, activation: str = "tanh", **params: object) -> torch.Tensor:
-    return WEIGHTS.build(name, params, ctx=storage(d, activation)).W
+    """W of rule ``name`` (checked against the composition first, as a SystemSpec does)."""
+    rule = WEIGHTS.build(name, params)
+    rule.check(d.n_patterns, d.n_neurons, build_activation(activation))
+    return rule.store(storage(d, activation)).W
+
+
+def network(name: str, params: dict | None, d, lag, *, bias: Bias | None = None, dtype: torch.dtype = torch.float32):
+    rule = WEIGHTS.build(name, params)
+    rule.check(d.n_patterns, d.n_neurons, lag)
+    return build_network(rule, d, lag, generator=generator(0, "w"), bias=bias, dtype=dtype)
 
 
 def test_hebbian_bipolar() -> None:
@@ -68,9 +77,9 @@ def test_graded_rule_makes_every_pattern_a_fixed_point(activation: str, params: 
         else:
             d = type(d)(torch.tanh(d.patterns), d.kind, d.sample)
     lag = build_activation(activation, params)
-    net = build_network("pseudoinverse", {"graded": True}, d, lag, generator=generator(0, "w"), dtype=F64)
+    net = network("pseudoinverse", {"graded": True}, d, lag, dtype=F64)
     X = d.patterns
-    modified = build_model("modified", net)
+    modified = build_model("modified", net, strategy="identity")
     assert float(modified.residual(X).abs().max()) < 1e-8
     original = build_model("original", net)
     assert float(original.residual(original.initial_state(X)).abs().max()) < 1e-8
@@ -79,8 +88,8 @@ def test_graded_rule_makes_every_pattern_a_fixed_point(activation: str, params: 
 def test_graded_rule_with_dead_neurons_and_bias() -> None:
     """relu, {0,1} patterns, dead_field and a bias: exact fixed points whose silent neurons are strictly dead."""
     d = data("sparse_binary", P=5, N=80, coding_level=0.3)
-    net = build_network("pseudoinverse", {"graded": True, "dead_field": 0.5}, d, build_activation("relu"),
-                        generator=generator(0, "w"), bias={"kind": "constant", "value": 0.3}, dtype=F64)
+    net = network("pseudoinverse", {"graded": True, "dead_field": 0.5}, d, build_activation("relu"),
+                  bias=Bias(kind="constant", value=0.3), dtype=F64)
     model = build_model("original", net)
     y = model.initial_state(d.patterns)
     assert float(model.residual(y).abs().max()) < 1e-10
@@ -88,8 +97,7 @@ def test_graded_rule_with_dead_neurons_and_bias() -> None:
     silent = d.patterns == 0
     torch.testing.assert_close(y[silent], torch.full_like(y[silent], -0.5))
     with pytest.raises(ConfigError, match=r"weights\.dead_field"):
-        build_network("pseudoinverse", {"graded": True, "dead_field": 0.5}, d, build_activation("softmax"),
-                      generator=generator(0, "w"))
+        network("pseudoinverse", {"graded": True, "dead_field": 0.5}, d, build_activation("softmax"))
 
 
 def test_pseudoinverse_rejects_overload_without_ridge() -> None:
@@ -150,17 +158,16 @@ def test_hierarchical_layer_errors_and_activations() -> None:
     with pytest.raises(ConfigError, match=r"weights\.layers"):
         weights("hierarchical", data(N=40), layers=[10, 10])
     d = data(N=12)
-    structure = WEIGHTS.build("hierarchical", {"n_layers": 3, "layer_activations": [None, {"name": "relu"}, None]},
-                              ctx=storage(d))
-    lag = structure.lagrangian(build_activation("tanh"))
+    rule = WEIGHTS.build("hierarchical", {"n_layers": 3, "layer_activations": [None, {"name": "relu"}, None]})
+    structure = rule.store(storage(d))
+    lag = structure.lagrangian(build_activation("tanh", {"beta": 1.0}))
     assert lag.name == "tanh+relu+tanh"
 
 
 def test_bipartite_is_a_modern_hopfield_network() -> None:
     """Identity features + softmax memories: fixed points satisfy ξ = s Ξ softmax(β s Ξᵀ ξ)."""
     d = data(P=4, N=30)
-    net = build_network("bipartite", {"memory_beta": 8.0}, d, build_activation("identity"),
-                        generator=generator(0, "w"), dtype=F64)
+    net = network("bipartite", {"memory_beta": 8.0}, d, build_activation("identity"), dtype=F64)
     assert net.n == 34 and net.n_visible == 30
     W = net.W
     s = 30**-0.5
@@ -178,11 +185,10 @@ def test_bipartite_is_a_modern_hopfield_network() -> None:
 
 def test_bias_kinds() -> None:
     d = data()
-    lag = build_activation("tanh")
-    gen = generator(0, "w")
-    assert float(build_network("hebbian", None, d, lag, generator=gen).b.abs().max()) == 0
-    b = build_network("hebbian", None, d, lag, generator=gen, bias={"kind": "constant", "value": 0.3}).b
+    lag = build_activation("tanh", {"beta": 1.0})
+    assert float(network("hebbian", None, d, lag).b.abs().max()) == 0
+    b = network("hebbian", None, d, lag, bias=Bias(kind="constant", value=0.3)).b
     assert bool((b == 0.3).all())
-    assert float(build_network("hebbian", None, d, lag, generator=gen, bias={"kind": "random"}).b.std()) > 0
+    assert float(network("hebbian", None, d, lag, bias=Bias(kind="random")).b.std()) > 0
     with pytest.raises(ConfigError, match=r"bias\.kind='huge'"):
-        build_network("hebbian", None, d, lag, generator=gen, bias={"kind": "huge"})
+        Bias(kind="huge")

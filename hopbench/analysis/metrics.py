@@ -22,7 +22,7 @@ from torchdiffeq import odeint
 
 from hopbench.analysis.descent import condition11, energy_rate
 from hopbench.analysis.stability import ENERGY_VERDICTS, JACOBIAN_VERDICTS, StabilityConfig, analyse, summarise
-from hopbench.core.data import corrupt
+from hopbench.core.data import Corruption
 from hopbench.core.models import Model
 from hopbench.core.system import System, generator
 from hopbench.solve import SolverConfig, Trajectories, integrate, polish
@@ -80,11 +80,11 @@ def _activity(system: System, model: Model, x: Tensor) -> Tensor:
     return model.readout(x)[:, system.net.visible].detach().double().cpu()
 
 
-def make_cues(system: System, cue: tuple[str, dict], n_cues: int) -> tuple[Tensor, Tensor]:
+def make_cues(system: System, cue: Corruption, n_cues: int) -> tuple[Tensor, Tensor]:
     """(pattern index (B,), corrupted cues (B, N_visible)), the same for every model of a comparison."""
     X = system.data.patterns
     index = torch.arange(X.shape[0]).repeat_interleave(n_cues)
-    cues = corrupt(cue[0], cue[1], X[index], system.data.kind, generator(system.seed, "cues"))
+    cues = cue.apply(X[index], system.data.kind, generator(system.seed, "cues"))
     return index, cues
 
 
@@ -93,7 +93,7 @@ def _start(system: System, model: Model, activities: Tensor) -> Tensor:
     return model.initial_state(a0)
 
 
-def retrieval(system: System, model: Model, cue: tuple[str, dict], solver: SolverConfig, *, n_cues: int,
+def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfig, *, n_cues: int,
               threshold: float, record_energy: bool = False) -> Measurement:
     """§5.1: success when cosine(final activity, target) ≥ threshold; nearest_accuracy when the final activity
     is within the threshold of its most similar stored pattern (± for ±1 data)."""
@@ -239,7 +239,7 @@ def _along_trajectories(model: Model, x0: Tensor, solver: SolverConfig) -> Tenso
     return path[1:].reshape(-1, x0.shape[-1])
 
 
-def lyapunov_check(system: System, model: Model, cue: tuple[str, dict], solver: SolverConfig, *, n_states: int,
+def lyapunov_check(system: System, model: Model, cue: Corruption, solver: SolverConfig, *, n_states: int,
                    tol: float, trace_rtol: float, trajectories: Trajectories | None = None) -> Measurement:
     """§5.6 (a) at cues, random states and states along trajectories; (b) energy rises between solver steps
     along the cue trajectories (``trajectories`` must carry an energy trace; else they are integrated here)."""

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from hopbench.chunks import matrix_chunks
 from hopbench.core.models import Model
+from hopbench.errors import number
 from hopbench.threads import map_chunks
 
 __all__ = [
@@ -40,9 +41,18 @@ PREDICTS = {"certified": "stable", "inconclusive": "marginal", "unstable": "unst
 
 @dataclass(frozen=True)
 class StabilityConfig:
+    """Stability-analysis settings (config ``stability``)."""
+
     tol: float = 1e-6  # eigenvalue tolerance, relative to max(1, spectral scale)
     dead_tol: float = 1e-6  # a neuron is dead when its Λ eigenvalue is <= dead_tol
     n_outliers: int = 2
+    max_points: int = 256  # stored patterns analysed
+
+    def __post_init__(self) -> None:
+        number("stability.tol", self.tol, above=0, below=1)
+        number("stability.dead_tol", self.dead_tol, above=0, below=1)
+        number("stability.n_outliers", self.n_outliers, at_least=0, integer=True)
+        number("stability.max_points", self.max_points, at_least=1, integer=True)
 
 
 def _relative_tol(eigs: Tensor, tol: float) -> Tensor:

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from hopbench.core.data import corrupt
-from hopbench.core.models import build_model
+from hopbench.core.data import Corruption
+from hopbench.core.models import Model
 from hopbench.core.network import Network
 from hopbench.core.system import System, generator
 from hopbench.errors import ConfigError
@@ -124,12 +124,12 @@ def fixed_point_loss(*, net: Network, patterns: Tensor, cfg: TrainConfig, **_: o
 
 
 @OBJECTIVES.register("denoise")
-def denoise_loss(*, net: Network, patterns: Tensor, cfg: TrainConfig, system: System, model_kwargs: dict,
-                 cue: tuple[str, dict], step_generator: torch.Generator) -> dict[str, Tensor]:
+def denoise_loss(*, net: Network, patterns: Tensor, cfg: TrainConfig, system: System,
+                 cue: Corruption, step_generator: torch.Generator) -> dict[str, Tensor]:
     """‖a(T) − ξ‖²/N after integrating fresh cues to t = horizon through the configured model."""
-    model = build_model(system.model.name, net, **model_kwargs)
+    model = Model(system.model.spec, net)
     targets = patterns.repeat(cfg.cues_per_pattern, 1)
-    cues = corrupt(cue[0], cue[1], targets.detach().double().cpu(), system.data.kind, step_generator)
+    cues = cue.apply(targets.detach().double().cpu(), system.data.kind, step_generator)
     x0 = model.initial_state(cues.to(device=patterns.device, dtype=patterns.dtype))
     span = torch.tensor([0.0, cfg.horizon], dtype=patterns.dtype, device=patterns.device)
     if cfg.adjoint:  # gradients by the adjoint ODE, with respect to the trainable W and b
@@ -142,7 +142,7 @@ def denoise_loss(*, net: Network, patterns: Tensor, cfg: TrainConfig, system: Sy
     return {"denoise": fit, "loss": fit}
 
 
-def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[str, dict],
+def train(system: System, cfg: TrainConfig, *, cue: Corruption,
           on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Minimise ``cfg.objective`` from the system's weights; returns the trained system (same data, new W, b).
 
@@ -160,7 +160,7 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
     start = time.perf_counter()
     for step in range(cfg.steps + 1):
         current = Network(params.W(), params.b, net.lagrangian, net.visible)
-        terms = objective(net=current, patterns=patterns, cfg=cfg, system=system, model_kwargs=model_kwargs,
+        terms = objective(net=current, patterns=patterns, cfg=cfg, system=system,
                           cue=cue, step_generator=gen)
         if not bool(torch.isfinite(terms["loss"].detach())):
             raise FloatingPointError(f"task=train: the loss became {float(terms['loss'].detach())} at step {step} "
@@ -178,5 +178,5 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
         optimiser.step()
     with torch.no_grad():
         trained = Network(params.W().detach().clone(), params.b.detach().clone(), net.lagrangian, net.visible)
-    return TrainResult(System(system.data, trained, build_model(system.model.name, trained, **model_kwargs),
+    return TrainResult(System(system.data, trained, Model(system.model.spec, trained),
                               system.seed), history, time.perf_counter() - start)

@@ -1,41 +1,42 @@
 """``hopbench``: the Hydra app, behind a pre-flight check of every job of the command line.
 
-The pre-flight composes each job of a (multi)run with Hydra's compose API and validates it, so bad input
-is one line naming the key and what is allowed, with exit code 2, before any job starts.
+The pre-flight expands the command line into jobs exactly as Hydra's sweeper will (its own parser and
+``BasicSweeper.split_arguments``, axes from ``hydra.sweeper.params`` included; for other sweepers, every value
+or bound of their search space), composes each job with Hydra's compose API and builds its checked
+:class:`~hopbench.app.job.Job`. Bad input is one line naming the key and what is allowed, with exit code 2,
+before any job starts. After a multirun the command exits 1 when any job did not finish ok, naming them.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import hydra
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig
 
-from hopbench.app.settings import settings_from_config
+from hopbench.app.compose import CONFIG_MODULE, config_errors, explicit_keys, job_from_config
+from hopbench.app.configs import register
+from hopbench.app.sweep import EXPECTED, OUTCOME
 from hopbench.errors import ConfigError
 
-__all__ = ["CONF_DIR", "GROUPS", "main", "preflight"]
+__all__ = ["main", "preflight"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
-GROUPS = ("model", "activation", "strategy", "energy", "weights", "dataset", "cue", "solver", "task", "logger",
-          "experiment")
+log = logging.getLogger("hopbench")
+
 #: Hydra's own flags; those in VALUE_FLAGS take the next argument
-SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc"}
+SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc", "--cfg",
+              "-c", "--resolve"}
 VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
                "-cd", "--experimental-rerun"}
 MAX_PREFLIGHT_JOBS = 2000
-
-
-def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def _split(argv: Sequence[str]) -> tuple[list[str], bool, bool, str]:
@@ -48,7 +49,7 @@ def _split(argv: Sequence[str]) -> tuple[list[str], bool, bool, str]:
             multirun = True
         elif flag in SKIP_FLAGS:
             skip = True
-        elif flag in VALUE_FLAGS:
+        if flag in VALUE_FLAGS:
             value = arg.split("=", 1)[1] if "=" in arg else next(args, "")
             if flag in ("--config-name", "-cn"):
                 config_name = value
@@ -57,86 +58,85 @@ def _split(argv: Sequence[str]) -> tuple[list[str], bool, bool, str]:
     return overrides, multirun, skip, config_name
 
 
-def _job_strings(override: Override) -> list[str]:
+def _axis_values(override: Override) -> list[str]:
+    """Values to check on one sweep axis: every value of a discrete sweep, the bounds of an interval."""
     key = override.get_key_element()
-    if override.type == OverrideType.DEL:
-        return [key]
-    if override.is_sweep_override():
+    if override.is_discrete_sweep():
         return [f"{key}={v}" for v in override.sweep_string_iterator()]
-    return [f"{key}={override.get_value_element_as_str()}"]
+    bounds = override.value()
+    return [f"{key}={bounds.start}", f"{key}={bounds.end}"]  # interval(a, b)
 
 
-def _check_groups(parsed: list[Override]) -> None:
-    for override in parsed:
-        group = override.key_or_group
-        if group in GROUPS and override.type != OverrideType.DEL:
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
-                override.get_value_element_as_str()]
-            options = _options(group)
-            for value in values:
-                if value not in options and not (group == "experiment" and value == "null"):
-                    raise ConfigError(group, value, "unknown option", allowed=options)
+def _jobs(primary: DictConfig, overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists of the jobs Hydra will launch (for other sweepers: one job per checked value)."""
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    if not multirun:
+        return [overrides]
+    sweeper = primary.hydra.sweeper
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    parsed = parser.parse_overrides([*params, *overrides])
+    if sweeper.get("_target_") == BASIC_SWEEPER:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-
-def _unknown_key(err: Exception, base: DictConfig) -> ConfigError | None:
-    """Turn Hydra's 'Could not override' error into a one-line ConfigError with the allowed keys."""
-    text = str(err)
-    marker = "Could not override '"
-    if marker not in text:
-        return None
-    key = text.split(marker, 1)[1].split("'", 1)[0]
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(base, parent) if parent else base
-    allowed = sorted(str(k) for k in node) if isinstance(node, DictConfig) else None
-    where = f" for {parent}={node.get('name')}" if isinstance(node, DictConfig) and "name" in node else ""
-    value = text.split("=", 1)[1].split("'", 1)[0] if "=" in text else leaf
-    return ConfigError(key, value, f"unknown config key{where} (to add a new key use +{key}=...)", allowed=allowed)
+        batches = BasicSweeper.split_arguments(parsed, None)
+        return list(itertools.islice((job for batch in batches for job in batch), MAX_PREFLIGHT_JOBS))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    axes = [_axis_values(o) for o in parsed if o.is_sweep_override()]
+    return [[*fixed, value] for axis in axes for value in axis] or [fixed]
 
 
 def preflight(argv: Sequence[str]) -> int:
-    """Validate every job of the command line; return the number of jobs checked (0 when skipped)."""
+    """Check every job of the command line; return the number of jobs Hydra will launch (0 when skipped; for a
+    sweeper that draws its jobs, its number of trials)."""
     overrides, multirun, skip, config_name = _split(argv)
     if skip:
         return 0
-    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith(("hydra", "+hydra"))])
-    sweeps = [o for o in parsed if o.is_sweep_override()]
-    if sweeps and not multirun:
-        raise ConfigError(sweeps[0].get_key_element(), ",".join(sweeps[0].sweep_string_iterator()),
-                          "a sweep needs --multirun (-m)")
-    _check_groups(parsed)
-    jobs = list(itertools.islice(itertools.product(*[_job_strings(o) for o in parsed]), MAX_PREFLIGHT_JOBS))
+    register()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for job in jobs:
-            try:
-                cfg = compose(config_name, overrides=list(job))
-            except HydraException as err:
-                # the job's group choices (validated above) say which keys exist, e.g. under task=train
-                context = compose(config_name, overrides=[o for o in job if o.split("=", 1)[0] in GROUPS])
-                raise _unknown_key(err, context) or ConfigError("overrides", " ".join(job),
-                                                                str(err).splitlines()[0]) from None
-            from hopbench.app.runner import explicit_keys
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"), config_errors(overrides):
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            parsed = parser.parse_overrides(overrides)
+            sweeps = [o for o in parsed if o.is_sweep_override()]
+            if sweeps and not multirun:
+                raise ConfigError(sweeps[0].get_key_element(), sweeps[0].input_line.split("=", 1)[-1],
+                                  "a sweep needs --multirun (-m)")
+            plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+            primary = hydra.compose(config_name, overrides=plain, return_hydra_config=True)
+            jobs = _jobs(primary, overrides, multirun)
+            for job in jobs:
+                with config_errors(job):
+                    cfg = hydra.compose(config_name, overrides=job)
+                    job_from_config(cfg, explicit=explicit_keys(job))
+            trials = primary.hydra.sweeper.get("n_trials") if multirun else None
+            basic = not multirun or primary.hydra.sweeper.get("_target_") == BASIC_SWEEPER
+    finally:
+        GlobalHydra.instance().clear()
+    return len(jobs) if basic or not trials else int(trials)
 
-            settings_from_config(cfg, explicit=explicit_keys(list(job)))
-    GlobalHydra.instance().clear()
-    return len(jobs)
 
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def _app(cfg: DictConfig) -> None:
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
+def _app(cfg: DictConfig) -> float | None:
     from hopbench.app.runner import run_job
 
-    run_job(cfg)
+    return run_job(cfg)
 
 
 def main() -> None:
     """Console entry point ``hopbench``."""
     try:
-        preflight(sys.argv[1:])
+        EXPECTED["jobs"] = preflight(sys.argv[1:])
     except ConfigError as err:
         print(f"hopbench: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    register()
+    OUTCOME.clear()
     _app()
+    if OUTCOME.get("failed"):
+        print(f"hopbench: {len(OUTCOME['failed'])} of {OUTCOME['jobs']} jobs did not finish ok:", file=sys.stderr)
+        for path, status, error in OUTCOME["failed"]:
+            print(f"  {status}: {path}: {error}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

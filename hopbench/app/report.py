@@ -15,16 +15,31 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["collect", "main", "print_summary", "rows_from_results"]
+__all__ = ["HEADLINES", "collect", "main", "rows_from_results", "summary_text", "warnings_for"]
 
-#: the columns a researcher reads first
-HEADLINE = ["reproduction", "claims_passed", "claims", "passed",
-            "model", "strategy", "energy", "activation", "weights", "n_neurons", "load", "retrieval_accuracy",
-            "spurious_rate", "stable_fraction", "energy_inconclusive_fraction", "lyapunov_violation_fraction",
-            "capacity_alpha", "alpha_s", "theory_backed", "time_s", "status"]
+_MODEL = ["model", "strategy", "energy", "activation", "weights", "n_neurons"]
+#: the columns a researcher reads first, per task: each task's table shows its own answer
+HEADLINES = {
+    "evaluate": [*_MODEL, "load", "retrieval_accuracy", "spurious_rate", "stable_fraction", "dead_fraction",
+                 "energy_inconclusive_fraction", "lyapunov_violation_fraction", "converged_fraction",
+                 "theory_backed", "time_s", "status"],
+    "train": [*_MODEL, "load", "train_loss_final", "train_steps", "train_time_s", "retrieval_accuracy",
+              "spurious_rate", "stable_fraction", "dead_fraction", "energy_inconclusive_fraction", "time_s",
+              "status"],
+    "capacity": ["model", "activation", "weights", "dataset", "n_neurons", "capacity_alpha",
+                 "capacity_alpha_interpolated", "capacity_points", "capacity_note", "time_s", "status"],
+    "critical_load": ["model", "activation", "weights", "dataset", "n_neurons", "alpha_s", "alpha_s_note", "time_s",
+                      "status"],
+    "lyapunov": [*_MODEL, "load", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
+                 "trajectory_energy_increase_fraction", "theory_backed", "time_s", "status"],
+    "reproduce": ["reproduction", "claims_passed", "claims", "passed", "time_s", "status"],
+}
+FAILED = ["run_dir", "task", "status", "error"]
 BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "stable_fraction",
                "energy_certified_fraction", "energy_inconclusive_fraction", "energy_jacobian_agreement",
                "dead_fraction", "lyapunov_violation_fraction", "trajectory_energy_increase_fraction"]
+#: a warning when more than this fraction of a measurement's trajectories did not reach a steady state
+UNSETTLED_WARNING = 0.5
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -41,19 +56,19 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
     """One row per model measured in a run."""
     config = results.get("config", {})
     system = results.get("system", {})
+    chosen = results.get("choices", {})
     base = {
         "run_dir": run_dir, "status": results.get("status"), "error": results.get("error"),
-        "task": results.get("task"), "activation": config.get("activation", {}).get("name"),
-        "weights": config.get("weights", {}).get("name"), "dataset": config.get("dataset", {}).get("name"),
-        "n_neurons": system.get("n_neurons", config.get("n_neurons")), "n_patterns": system.get("n_patterns"),
-        "load": system.get("load"), "seed": config.get("seed"), "config_hash": results.get("config_hash"),
-        "device": results.get("device"),
+        "task": results.get("task"), "activation": chosen.get("activation"), "weights": chosen.get("weights"),
+        "dataset": chosen.get("dataset"), "n_neurons": system.get("n_neurons", config.get("n_neurons")),
+        "n_patterns": system.get("n_patterns"), "load": system.get("load"), "seed": config.get("seed"),
+        "config_hash": results.get("config_hash"), "device": results.get("device"),
     }
     if results.get("task") == "reproduce":  # a published result: its verdicts, not the base network's settings
         which = config.get("task", {}).get("which")
         return [{**{k: base[k] for k in ("run_dir", "status", "error", "task", "seed", "config_hash", "device")},
                  "reproduction": which, **_scalars(results.get("metrics", {}))}]
-    primary = config.get("model", {}).get("name")
+    primary = chosen.get("model")
     per_model = results.get("comparison") or {primary: results.get("metrics", {})}
     rows = []
     for name, metrics in per_model.items():
@@ -61,6 +76,25 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
         rows.append({**base, "model": name, "strategy": info.get("strategy"), "energy": info.get("energy"),
                      "theory_backed": info.get("theory_backed"), **_scalars(metrics)})
     return rows
+
+
+def warnings_for(results: dict) -> list[str]:
+    """What a reader of the headline numbers must know: most trajectories never settled, no answer found."""
+    out = []
+    per_model = results.get("comparison") or {(results.get("choices") or {}).get("model"): results.get("metrics", {})}
+    for name, metrics in per_model.items():
+        for label, key in (("cue", "status_counts"), ("random-start", "spurious_status_counts")):
+            counts = metrics.get(key) or {}
+            total = sum(counts.values())
+            unsettled = total - counts.get("converged", 0)
+            if total and unsettled / total > UNSETTLED_WARNING:
+                detail = ", ".join(f"{v} {k}" for k, v in counts.items() if k != "converged" and v)
+                out.append(f"{name}: {unsettled} of {total} {label} trajectories never reached a steady state "
+                           f"({detail}); its metrics describe where they stopped, not attractors")
+        for key, note in (("capacity_alpha", "capacity_note"), ("alpha_s", "alpha_s_note")):
+            if key in metrics and metrics[key] is None:
+                out.append(f"{name}: no {key} ({metrics.get(note) or 'not found'})")
+    return out
 
 
 def collect(dirs: Iterable[str | Path]) -> pd.DataFrame:
@@ -80,19 +114,20 @@ def collect(dirs: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _format(frame: pd.DataFrame) -> str:
-    columns = [c for c in HEADLINE if c in frame and frame[c].notna().any()]
+    tasks = frame["task"].dropna().unique().tolist() if "task" in frame else []
+    wanted = HEADLINES.get(tasks[0], HEADLINES["evaluate"]) if len(tasks) == 1 else sorted(
+        {c for t in tasks for c in HEADLINES.get(t, [])}, key=[c for h in HEADLINES.values() for c in h].index)
+    columns = [c for c in wanted if c in frame and frame[c].notna().any()]
     view = frame[columns].copy()
     for col in view.select_dtypes("number"):
         view[col] = view[col].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
-    return view.fillna("—").to_string(index=False)
+    return view.astype(object).where(view.notna(), "—").to_string(index=False)
 
 
-def print_summary(results: Sequence[dict], title: str = "") -> None:
-    """Print the headline table of one or more runs."""
+def summary_text(results: Sequence[dict], title: str = "") -> str:
+    """The headline table of one or more runs (the task's own columns; null shown as —)."""
     frame = pd.DataFrame([row for r in results for row in rows_from_results(r)])
-    if title:
-        print(f"\n== {title}")
-    print(_format(frame))
+    return (f"\n== {title}\n" if title else "") + _format(frame)
 
 
 def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:
@@ -150,9 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_plots:
         for path in _plots(frame, out):
             print(f"plot: {path}")
-    failed = frame[frame["status"] != "ok"] if "status" in frame else frame.iloc[:0]
-    for _, row in failed.iterrows():
-        print(f"failed: {row['run_dir']}: {row.get('error')}")
+    failed = frame[frame["status"] != "ok"].drop_duplicates("run_dir") if "status" in frame else frame.iloc[:0]
+    runs = frame["run_dir"].nunique()
+    if len(failed):
+        print(f"{len(failed)} of {runs} runs did not finish ok:", file=sys.stderr)
+        for _, row in failed.iterrows():
+            print(f"  {row['status']}: {row['run_dir']}: {row.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,13 +1,15 @@
-"""One Hydra job: validate, run the task, write results.json (ok or failed, never half-written).
+"""One Hydra job: build the checked Job, run its task, write results.json (ok, failed or interrupted; never
+half-written) and return the sweeper's objective.
 
-In multirun a failing job is recorded as failed with its reason and the sweep goes on; a single run that
-fails exits non-zero (2 with a one-line message for bad input).
+In multirun a failing job is recorded as failed with its reason and the sweep goes on (the sweep's end lists
+the failures and the command exits non-zero); a single run that fails exits non-zero (2 with a one-line
+message for bad input). The job's story goes through ``logging``, so Hydra's per-job ``cli.log`` (and a
+launcher's logs) hold it, not only a terminal.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -19,21 +21,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hopbench.app.report import print_summary
-from hopbench.app.settings import settings_from_config
-from hopbench.app.tasks import TASKS
+from hopbench.app.compose import explicit_keys, job_from_config
+from hopbench.app.job import Job
+from hopbench.app.report import summary_text, warnings_for
 from hopbench.app.tracking import Recorder, config_hash, versions, write_json
 from hopbench.core.system import resolve_device
 from hopbench.errors import ConfigError
 
-__all__ = ["explicit_keys", "run_job"]
+__all__ = ["choices", "objective", "run_job"]
 
 log = logging.getLogger("hopbench")
-
-
-def explicit_keys(overrides: list[str]) -> set[str]:
-    """Top-level keys given on the command line (``n_patterns=10`` → {"n_patterns"})."""
-    return {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in overrides if "=" in o}
 
 
 def _device_name(device: str) -> str:
@@ -44,32 +41,71 @@ def _device_name(device: str) -> str:
     return f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "cpu"
 
 
-def run_job(cfg: DictConfig) -> dict[str, Any]:
+def choices(job: Job) -> dict[str, str]:
+    """The option chosen in every config group, read off the built objects."""
+    spec = job.system
+    model = spec.model_spec
+    return {"model": spec.model.name, "activation": spec.activation.name, "strategy": model.strategy.name,
+            "energy": model.energy.name, "weights": spec.weights.name, "dataset": spec.dataset.name,
+            "cue": job.cue.name, "solver": job.solver.method, "task": job.task.name, "logger": job.logger.name}
+
+
+def _run_name(cfg: DictConfig, overrides: list[str], task: str) -> str:
+    """experiment, task, then the overrides that make this run what it is (seed last): unique in a sweep."""
+    parts = sorted((o for o in overrides if not o.startswith(("hydra", "logger", "experiment="))),
+                   key=lambda o: (o.startswith("seed="), o))
+    return "-".join([cfg.experiment_name, task, *parts])[:128]
+
+
+def objective(results: dict, path: str | None) -> float | None:
+    """The value at ``path`` in ``results`` (e.g. metrics.retrieval_accuracy) for a sweeper to optimise."""
+    if not path:
+        return None
+    node: Any = results
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Run the job of the composed ``cfg`` inside Hydra; returns the configured objective (or None)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
     config = OmegaConf.to_container(cfg, resolve=True)
     results: dict[str, Any] = {
-        "status": "failed", "error": None, "task": cfg.task.get("name"), "config": config,
-        "config_hash": config_hash(config), "overrides": list(hc.overrides.task), "device": _device_name(cfg.device),
-        "versions": versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "failed", "error": None, "task": None, "config": config, "config_hash": config_hash(config),
+        "overrides": overrides, "device": _device_name(cfg.device), "versions": versions(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     start = time.perf_counter()
     recorder: Recorder | None = None
     failure: BaseException | None = None
     try:
-        settings = settings_from_config(cfg, explicit=explicit_keys(list(hc.overrides.task)))
-        n, p = settings.n_neurons, settings.system["n_patterns"]
-        results["system"] = {"n_neurons": n, "n_patterns": p, "load": p / n}
-        results["notes"] = settings.notes
-        for note in settings.notes:
+        job = job_from_config(cfg, explicit=explicit_keys(overrides))
+        results["task"], results["choices"] = job.task.name, choices(job)
+        n, p = job.system.n_neurons, job.system.n_patterns
+        results["system"] = {"n_neurons": n, "n_patterns": p, "load": p / n, "threads": job.threads}
+        results["notes"] = list(job.notes)
+        for note in job.notes:
             log.warning(note)
         group = cfg.experiment_name if not multirun else f"{cfg.experiment_name}/{Path(hc.sweep.dir).name}"
-        job_type = "compare" if settings.compare else settings.model
-        recorder = Recorder(out_dir, settings.logger, config=config, group=group, job_type=job_type,
-                            name=f"{cfg.experiment_name}-{settings.task}-{hc.job.num if multirun else 'run'}")
-        results.update(TASKS.get(settings.task)(settings, recorder))
+        job_type = "compare" if job.compare else job.model.name
+        recorder = Recorder(out_dir, job.logger, config=config, group=group, job_type=job_type,
+                            name=_run_name(cfg, overrides, job.task.name))
+        log.info("%s: task=%s, %s, N=%d, P=%d, %d thread(s) -> %s", cfg.experiment_name, job.task.name,
+                 ", ".join(f"{k}={v}" for k, v in results["choices"].items() if k not in ("task", "logger")), n, p,
+                 job.threads, out_dir)
+        with job.thread_budget():
+            results.update(job.task.run(job, recorder))
+        results["warnings"] = warnings_for(results)
         results["status"] = "ok"
+    except KeyboardInterrupt as err:
+        failure = err
+        results["status"], results["error"] = "interrupted", "KeyboardInterrupt: the job was interrupted"
     except Exception as err:  # recorded, then re-raised for single runs
         failure = err
         results["error"] = f"{type(err).__name__}: {err}"
@@ -84,13 +120,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             path = out_dir / "results.json"
             write_json(path, results)
     if failure is None:
-        print_summary([results], title=f"{results['task']} — {path.parent}")
-        return results
-    log.error("job failed: %s (results: %s)", results["error"], path)
-    if multirun:
-        print(f"hopbench: job {hc.job.num} failed: {results['error']}", file=sys.stderr)
-        return results
-    if isinstance(failure, ConfigError):
-        print(f"hopbench: error: {failure}", file=sys.stderr)
-        raise SystemExit(2)
-    raise failure
+        log.info(summary_text([results], title=f"{results['task']} — {path.parent}"))
+        for warning in results["warnings"]:
+            log.warning("warning: %s", warning)
+        return objective(results, cfg.objective)
+    log.error("job %s: %s (results: %s)", results["status"], results["error"], path)
+    if isinstance(failure, KeyboardInterrupt) or not multirun:
+        if isinstance(failure, ConfigError):
+            raise SystemExit(2) from None
+        raise failure
+    return None

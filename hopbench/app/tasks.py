@@ -1,34 +1,40 @@
-"""Tasks (config group ``task``): evaluate, train, capacity, critical_load, lyapunov, reproduce.
+"""Tasks (config group ``task``): evaluate, train, capacity, critical_load, lyapunov (and reproduce, in
+hopbench.repro.task).
 
-A task takes validated :class:`~hopbench.app.settings.Settings` and a :class:`~hopbench.app.tracking.Recorder`, runs
-its measurements for every model of the run (original and modified side by side with ``compare=true``, on
-the same weights, patterns and cues), records tables and figures, and returns the results' content.
+A task is an option object built from its parameters (checked there); :meth:`run` takes the checked
+:class:`~hopbench.app.job.Job` and a :class:`~hopbench.app.tracking.Recorder`, runs its measurements for every
+model of the job (original and modified side by side with ``compare=true``, on the same weights, patterns
+and cues), records tables and figures, and returns the results' content.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from hopbench.analysis.curves import alpha_crossing
 from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
 from hopbench.analysis.training import TrainConfig, train
 from hopbench.app import plots
-from hopbench.app.settings import Settings
+from hopbench.app.job import Job, Task
 from hopbench.app.tracking import Recorder
 from hopbench.core.models import Model
-from hopbench.core.system import System, compose
+from hopbench.core.system import System
+from hopbench.errors import ConfigError, flag, number
 from hopbench.registry import Registry
 
-__all__ = ["TASKS", "alpha_crossing", "model_info"]
+__all__ = ["TASKS", "Capacity", "CriticalLoad", "Evaluate", "LyapunovCheck", "Train", "model_info"]
 
-TaskFn = Callable[[Settings, Recorder], dict]
-TASKS: Registry[dict] = Registry("task")
+log = logging.getLogger(__name__)
+TASKS: Registry[Task] = Registry("task")
 
 
 def _progress(items: Iterable, desc: str) -> Iterable:
@@ -41,27 +47,12 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _system(settings: Settings, name: str, **overrides: Any) -> System:
-    return compose(model=name, **{**settings.system, **overrides}, **settings.model_kwargs(name))
-
-
-def _systems(settings: Settings, **overrides: Any) -> dict[str, System]:
-    """One system per model, sharing patterns and weights."""
-    return _with_partners(settings, _system(settings, settings.models()[0], **overrides))
-
-
-def _with_partners(settings: Settings, base: System) -> dict[str, System]:
-    """``base`` and, for every other model of the run, the same patterns and weights under that model."""
-    return {name: base if name == base.model.name else base.with_model(name, **settings.model_kwargs(name))
-            for name in settings.models()}
-
-
 def model_info(model: Model) -> dict:
     return {"model": model.name, "strategy": model.strategy.name, "energy": model.energy.name,
             "state": model.state, **model.backing.as_dict()}
 
 
-def _collect(tables: dict[str, list[pd.DataFrame]], name: str, measurement: Measurement, **columns: Any) -> None:
+def _collect(tables: dict[str, list[pd.DataFrame]], measurement: Measurement, **columns: Any) -> None:
     for key, frame in measurement.tables.items():
         frame = frame.copy()
         for i, (col, value) in enumerate(columns.items()):
@@ -74,83 +65,123 @@ def _write_tables(recorder: Recorder, tables: dict[str, list[pd.DataFrame]]) -> 
         recorder.table(key, pd.concat(frames, ignore_index=True))
 
 
-def _result(settings: Settings, per_model: dict[str, dict], info: dict[str, dict], **extra: Any) -> dict:
-    primary = info[settings.model]
-    return {"metrics": per_model[settings.model], "comparison": per_model if settings.compare else None,
+def _result(job: Job, per_model: dict[str, dict], info: dict[str, dict], **extra: Any) -> dict:
+    primary = info[job.model.name]
+    return {"metrics": per_model[job.model.name], "comparison": per_model if job.compare else None,
             "models": info, "theory_backed": primary["theory_backed"], "theory_reasons": primary["theory_reasons"],
             **extra}
 
 
+def _label(job: Job) -> str:
+    spec = job.system
+    return f"{spec.weights.name} / {spec.activation.name}, N={spec.n_neurons}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationParts:
+    """Which measurements of DESIGN §5 an evaluation runs."""
+
+    retrieval: bool = True
+    spurious: bool = True
+    stability: bool = True
+    lyapunov: bool = True
+
+    def __post_init__(self) -> None:
+        for part in ("retrieval", "spurious", "stability", "lyapunov"):
+            flag(f"task.{part}", getattr(self, part))
+
+
 @TASKS.register("evaluate")
-def evaluate(settings: Settings, recorder: Recorder) -> dict:
-    """Retrieval, spurious memories, stability at the stored patterns and the Lyapunov check (§5)."""
-    return _evaluate(settings, recorder, _systems(settings))
+@dataclass(frozen=True, kw_only=True)
+class Evaluate(EvaluationParts, Task):
+    """Retrieval, spurious memories, stability at the stored patterns and the Lyapunov check (§5.1, 5.3,
+    5.4, 5.6)."""
+
+    name = "evaluate"
+
+    def run(self, job: Job, recorder: Recorder) -> dict:
+        return _evaluate(job, self, recorder, job.build())
 
 
 @TASKS.register("train")
-def train_task(settings: Settings, recorder: Recorder) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class Train(TrainConfig, EvaluationParts, Task):
     """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5."""
-    cfg = TrainConfig.from_params(settings.task_params)
-    base = _system(settings, settings.model)
-    result = train(base, cfg, model_kwargs=settings.model_kwargs(settings.model), cue=settings.cue,
-                   on_log=recorder.log)
-    trained = result.system
-    recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
-    history = pd.DataFrame(result.history)
-    recorder.table("training", history)
-    recorder.figure("training_loss", lambda: plots.training_curve(
-        history, f"task=train, objective={cfg.objective} ({settings.model}, {settings.system['activation']})"))
-    out = _evaluate(settings, recorder, _with_partners(settings, trained))
-    out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
-                           "train_loss_final": result.history[-1]["loss"], "train_steps": cfg.steps,
-                           "train_time_s": result.seconds})
-    return out
+
+    name = "train"
+
+    def __post_init__(self) -> None:
+        TrainConfig.__post_init__(self)
+        EvaluationParts.__post_init__(self)
+
+    def check(self, job: Job) -> None:
+        if job.system.weights.hidden:
+            raise ConfigError("weights", job.system.weights.name, "task=train needs every neuron to carry the "
+                              "patterns (this structure has a hidden layer)",
+                              allowed=["hebbian", "pseudoinverse", "storkey", "goe", "ginibre", "hierarchical"])
+
+    def run(self, job: Job, recorder: Recorder) -> dict:
+        base = job.build()[job.model.name]
+        result = train(base, self, cue=job.cue, on_log=recorder.log)
+        trained = result.system
+        recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
+        history = pd.DataFrame(result.history)
+        recorder.table("training", history)
+        recorder.figure("training_loss", lambda: plots.training_curve(
+            history, f"task=train, objective={self.objective} ({job.model.name}, {job.system.activation.name})"))
+        systems = {kind.name: trained if kind.name == job.model.name else trained.with_model(kind)
+                   for kind in job.models()}
+        out = _evaluate(job, self, recorder, systems)
+        out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
+                               "train_loss_final": result.history[-1]["loss"], "train_steps": self.steps,
+                               "train_time_s": result.seconds})
+        return out
 
 
-def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]) -> dict:
-    parts = settings.task_params
+def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dict[str, System]) -> dict:
     per_model: dict[str, dict] = {}
     info: dict[str, dict] = {}
     tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
     overlaps, traces, spectra = {}, {}, {}
     for name, system in _progress(systems.items(), "models"):
         model, metrics, timing = system.model, {}, {}
-        record = parts["lyapunov"] and settings.lyapunov["record_trajectories"]
+        record = parts.lyapunov and job.lyapunov.record_trajectories
         rec_traj = None
         start = _clock(system.device)
-        if parts["retrieval"]:
-            m = retrieval(system, model, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
-                          threshold=settings.retrieval["threshold"], record_energy=record)
+        if parts.retrieval:
+            log.info("%s: retrieval of %d cues", name, system.data.n_patterns * job.retrieval.n_cues)
+            m = retrieval(system, model, job.cue, job.solver, n_cues=job.retrieval.n_cues,
+                          threshold=job.retrieval.threshold, record_energy=record)
             metrics.update(m.scalars)
-            _collect(tables, name, m, model=name)
+            _collect(tables, m, model=name)
             overlaps[name] = m.extras["overlap"].numpy()
             rec_traj = m.extras["trajectories"]
             timing["retrieval_s"] = _clock(system.device) - start
-        if parts["spurious"]:
+        if parts.spurious:
+            log.info("%s: spurious-memory search from %d random states", name, job.spurious.n_states)
             t0 = _clock(system.device)
-            m = spurious(system, model, settings.solver, n_states=settings.spurious["n_states"],
-                         threshold=settings.retrieval["threshold"],
-                         cluster_threshold=settings.spurious["cluster_threshold"])
+            m = spurious(system, model, job.solver, n_states=job.spurious.n_states,
+                         threshold=job.retrieval.threshold, cluster_threshold=job.spurious.cluster_threshold)
             metrics.update(m.scalars)
-            _collect(tables, name, m, model=name)
+            _collect(tables, m, model=name)
             timing["spurious_s"] = _clock(system.device) - t0
-        if parts["stability"]:
+        if parts.stability:
+            log.info("%s: stability at up to %d stored patterns", name, job.stability.max_points)
             t0 = _clock(system.device)
-            m = stability_at_patterns(system, model, settings.solver, settings.stability,
-                                      max_points=settings.max_points, threshold=settings.retrieval["threshold"],
-                                      keep_spectra=True)
+            m = stability_at_patterns(system, model, job.solver, job.stability, max_points=job.stability.max_points,
+                                      threshold=job.retrieval.threshold, keep_spectra=True)
             metrics.update(m.scalars)
             metrics["jacobian_route"] = m.extras["route"]
-            _collect(tables, name, m, model=name)
+            _collect(tables, m, model=name)
             spectra[name] = m.extras["spectra"].numpy()
             timing["stability_s"] = _clock(system.device) - t0
-        if parts["lyapunov"]:
+        if parts.lyapunov:
+            log.info("%s: Lyapunov check at %d states", name, job.lyapunov.n_states)
             t0 = _clock(system.device)
-            m = lyapunov_check(system, model, settings.cue, settings.solver, n_states=settings.lyapunov["n_states"],
-                               tol=settings.lyapunov["tol"], trace_rtol=settings.lyapunov["trajectory_rtol"],
-                               trajectories=rec_traj)
+            m = lyapunov_check(system, model, job.cue, job.solver, n_states=job.lyapunov.n_states,
+                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol, trajectories=rec_traj)
             metrics.update(m.scalars)
-            _collect(tables, name, m, model=name)
+            _collect(tables, m, model=name)
             traces[name] = m.extras["trace"]
             timing["lyapunov_s"] = _clock(system.device) - t0
         metrics["time_s"] = _clock(system.device) - start
@@ -158,173 +189,196 @@ def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]
         per_model[name] = metrics
         info[name] = model_info(model)
     _write_tables(recorder, tables)
-    label = f"{settings.system['weights']} / {settings.system['activation']}, N={settings.n_neurons}"
+    label = _label(job)
     if overlaps:
         recorder.figure("retrieval_overlaps", lambda: plots.overlap_histogram(
-            overlaps, settings.retrieval["threshold"], f"Retrieval ({label})"))
+            overlaps, job.retrieval.threshold, f"Retrieval ({label})"))
     if traces:
-        recorder.figure("energy_trajectories", lambda: plots.energy_traces(traces, f"Energy along cue trajectories "
-                                                                                   f"({label})"))
+        recorder.figure("energy_trajectories", lambda: plots.energy_traces(
+            traces, f"Energy along cue trajectories ({label})"))
     if spectra:
-        recorder.figure("jacobian_spectra", lambda: plots.spectra(spectra, f"Jacobian spectra at stored patterns "
-                                                                           f"({label})"))
-    return _result(settings, per_model, info)
-
-
-def _capacity_for(settings: Settings, name: str) -> tuple[dict, list[dict], dict]:
-    """Bisection on P for accuracy ≥ level; every evaluated point is kept."""
-    N = settings.n_neurons
-    p = settings.task_params
-    level, lo, hi = p["level"], p["p_min"], p["p_max"] or N
-    points: dict[int, dict] = {}
-    info: dict = {}
-
-    def accuracy(P: int) -> float:
-        if P not in points:
-            system = _system(settings, name, n_patterns=P)
-            info.update(model_info(system.model))
-            m = retrieval(system, system.model, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
-                          threshold=settings.retrieval["threshold"])
-            points[P] = {"model": name, "n_patterns": P, "load": P / N,
-                         **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
-                                                      "converged_fraction")}}
-        return points[P]["retrieval_accuracy"]
-
-    bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
-    note = None
-    if accuracy(lo) < level:
-        alpha, interp, note = None, None, f"accuracy < {level} already at P = {lo}"
-    elif accuracy(hi) >= level:
-        alpha, interp, note = hi / N, None, f"lower bound: accuracy ≥ {level} up to P = {hi}"
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if accuracy(mid) >= level else (lo, mid)
-            bar.update()
-        a_lo, a_hi = points[lo]["retrieval_accuracy"], points[hi]["retrieval_accuracy"]
-        alpha = lo / N
-        interp = (lo + (a_lo - level) / (a_lo - a_hi) * (hi - lo)) / N
-    bar.close()
-    metrics = {"capacity_alpha": alpha, "capacity_alpha_interpolated": interp, "capacity_note": note,
-               "capacity_points": len(points)}
-    return metrics, sorted(points.values(), key=lambda r: r["n_patterns"]), info
+        recorder.figure("jacobian_spectra", lambda: plots.spectra(
+            spectra, f"Jacobian spectra at stored patterns ({label})"))
+    return _result(job, per_model, info)
 
 
 @TASKS.register("capacity")
-def capacity(settings: Settings, recorder: Recorder) -> dict:
-    """The largest load α_c with retrieval accuracy ≥ level, by bisection on P (§5.2)."""
-    per_model, info, rows = {}, {}, []
-    for name in settings.models():
-        start = time.perf_counter()
-        metrics, points, model = _capacity_for(settings, name)
-        metrics["time_s"] = time.perf_counter() - start
-        per_model[name], info[name] = metrics, model
-        rows.extend(points)
-    frame = pd.DataFrame(rows)
-    recorder.table("capacity_points", frame)
-    recorder.figure("capacity", lambda: plots.capacity_curve(
-        frame, settings.task_params["level"], f"Retrieval vs load ({settings.system['weights']}, "
-                                              f"{settings.system['activation']}, N={settings.n_neurons})"))
-    return _result(settings, per_model, info)
+@dataclass(frozen=True, kw_only=True)
+class Capacity(Task):
+    """The largest load α_c with retrieval accuracy ≥ ``level``, by bisection on P in [p_min, p_max] (§5.2;
+    p_max None: N)."""
+
+    name = "capacity"
+    level: float = 0.9
+    p_min: int = 1
+    p_max: int | None = None
+
+    def __post_init__(self) -> None:
+        number("task.level", self.level, above=0, at_most=1)
+        number("task.p_min", self.p_min, at_least=1, integer=True)
+        if self.p_max is not None:
+            number("task.p_max", self.p_max, at_least=self.p_min, integer=True)
+
+    def largest_system(self, job: Job) -> tuple[int, int]:
+        p = self.p_max or job.system.n_neurons
+        return p, p * job.retrieval.n_cues
+
+    def check(self, job: Job) -> None:
+        job.system.weights.check(self.p_max or job.system.n_neurons, job.system.n_neurons, job.system.activation)
+
+    def run(self, job: Job, recorder: Recorder) -> dict:
+        per_model, info, rows = {}, {}, []
+        for kind in job.models():
+            start = time.perf_counter()
+            metrics, points, model = self._search(job, kind.name)
+            metrics["time_s"] = time.perf_counter() - start
+            per_model[kind.name], info[kind.name] = metrics, model
+            rows.extend(points)
+        frame = pd.DataFrame(rows)
+        recorder.table("capacity_points", frame)
+        recorder.figure("capacity", lambda: plots.capacity_curve(
+            frame, self.level, f"Retrieval vs load ({_label(job)})"))
+        return _result(job, per_model, info)
+
+    def _search(self, job: Job, name: str) -> tuple[dict, list[dict], dict]:
+        """Bisection on P for accuracy ≥ level; every evaluated point is kept."""
+        N = job.system.n_neurons
+        level, lo, hi = self.level, self.p_min, self.p_max or N
+        points: dict[int, dict] = {}
+        info: dict = {}
+
+        def accuracy(P: int) -> float:
+            if P not in points:
+                system = job.build(n_patterns=P)[name]
+                info.update(model_info(system.model))
+                m = retrieval(system, system.model, job.cue, job.solver, n_cues=job.retrieval.n_cues,
+                              threshold=job.retrieval.threshold)
+                points[P] = {"model": name, "n_patterns": P, "load": P / N,
+                             **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
+                                                          "converged_fraction")}}
+            return points[P]["retrieval_accuracy"]
+
+        bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
+        note = None
+        if accuracy(lo) < level:
+            alpha, interp, note = None, None, f"accuracy < {level} already at P = {lo}"
+        elif accuracy(hi) >= level:
+            alpha, interp, note = hi / N, None, f"lower bound: accuracy ≥ {level} up to P = {hi}"
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if accuracy(mid) >= level else (lo, mid)
+                bar.update()
+            a_lo, a_hi = points[lo]["retrieval_accuracy"], points[hi]["retrieval_accuracy"]
+            alpha = lo / N
+            interp = (lo + (a_lo - level) / (a_lo - a_hi) * (hi - lo)) / N
+        bar.close()
+        metrics = {"capacity_alpha": alpha, "capacity_alpha_interpolated": interp, "capacity_note": note,
+                   "capacity_points": len(points)}
+        return metrics, sorted(points.values(), key=lambda r: r["n_patterns"]), info
 
 
-def alpha_crossing(loads: list[float], values: list[float], level: float) -> tuple[float | None, str | None]:
-    """The load where ``values`` first falls below ``level``, linearly interpolated (None with a note when
-    it is below the first or above the last load)."""
-    pairs = sorted(zip(loads, values, strict=True))
-    for i, (alpha, value) in enumerate(pairs):
-        if value < level:
-            if i == 0:
-                return None, f"below the first load {alpha:g}"
-            a0, v0 = pairs[i - 1]
-            return a0 + (v0 - level) / (v0 - value) * (alpha - a0), None
-    return None, f"above the last load {pairs[-1][0]:g}"
+def _default_loads() -> list[float]:
+    return [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 
 @TASKS.register("critical_load")
-def critical_load(settings: Settings, recorder: Recorder) -> dict:
-    """Stable fraction of the stored fixed points across loads, and α_S where it falls through level (§5.5)."""
-    p = settings.task_params
-    loads = [float(a) for a in p["loads"]]
-    spectrum_load = p.get("spectrum_load") or loads[len(loads) // 2]
-    per_model, info, rows = {}, {}, []
-    tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    spectra: dict[str, Any] = {}
-    alpha_s: dict[str, float | None] = {}
-    for name in settings.models():
-        start = time.perf_counter()
-        for alpha in _progress(loads, f"loads {name}"):
-            system = _system(settings, name, n_patterns=None, load=alpha)
-            info[name] = model_info(system.model)
-            m = stability_at_patterns(system, system.model, settings.solver, settings.stability,
-                                      max_points=settings.max_points, threshold=settings.retrieval["threshold"],
-                                      follow_dynamics=p["integrate"], keep_spectra=abs(alpha - spectrum_load) < 1e-12)
-            table = m.tables["stability"]
-            rows.append({"model": name, "load": alpha, "n_patterns": system.data.n_patterns,
-                         **{k: v for k, v in m.scalars.items() if not isinstance(v, dict)},
-                         "bulk_edge_mean": float(table["bulk_edge"].mean()),
-                         **{f"{c}_mean": float(table[c].mean()) for c in table if c.startswith("outlier_") and
-                            c.endswith("_real")}})
-            _collect(tables, name, m, model=name, load=alpha)
-            if "spectra" in m.extras:
-                spectra[f"{name} (α={alpha:g})"] = m.extras["spectra"].numpy()
-        mine = [r for r in rows if r["model"] == name]
-        a_s, note = alpha_crossing([r["load"] for r in mine], [r["stable_fraction"] for r in mine], p["level"])
-        alpha_s[name] = a_s
-        per_model[name] = {"alpha_s": a_s, "alpha_s_note": note,
-                           "stable_fraction_by_load": {f"{r['load']:g}": r["stable_fraction"] for r in mine},
-                           "stored_fraction_by_load": {f"{r['load']:g}": r["stored_fraction"] for r in mine},
-                           "time_s": time.perf_counter() - start}
-    frame = pd.DataFrame(rows)
-    recorder.table("critical_load", frame)
-    _write_tables(recorder, tables)
-    label = f"{settings.system['activation']}, {settings.system['dataset']}, N={settings.n_neurons}"
-    recorder.figure("critical_load", lambda: plots.critical_load_curve(
-        frame, p["level"], f"Stability of stored fixed points ({label})", alpha_s))
-    if spectra:
-        recorder.figure("jacobian_spectrum", lambda: plots.spectra(spectra, f"Jacobian spectrum at α = "
-                                                                            f"{spectrum_load:g} ({label})"))
-    return _result(settings, per_model, info)
+@dataclass(frozen=True, kw_only=True)
+class CriticalLoad(Task):
+    """Stable fraction of the stored fixed points across ``loads``, and α_S where it falls through ``level``
+    (§5.5, §6). ``integrate``: follow the dynamics from each stored pattern before polishing;
+    ``spectrum_load``: the load whose Jacobian spectrum is plotted (None: the middle one)."""
+
+    name = "critical_load"
+    loads: list[float] = field(default_factory=_default_loads)
+    level: float = 0.5
+    integrate: bool = True
+    spectrum_load: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.loads, list | tuple) or not self.loads:
+            raise ConfigError("task.loads", self.loads, "must be a non-empty list of loads, e.g. [0.1,0.2]")
+        for alpha in self.loads:
+            number("task.loads", alpha, above=0)
+        number("task.level", self.level, above=0, below=1)
+        flag("task.integrate", self.integrate)
+        if self.spectrum_load is not None:
+            number("task.spectrum_load", self.spectrum_load, above=0)
+
+    def _patterns(self, job: Job) -> list[int]:
+        return [max(1, round(a * job.system.n_neurons)) for a in self.loads]
+
+    def largest_system(self, job: Job) -> tuple[int, int]:
+        p = max(self._patterns(job))
+        return p, p
+
+    def check(self, job: Job) -> None:
+        for p in self._patterns(job):
+            job.system.weights.check(p, job.system.n_neurons, job.system.activation)
+
+    def run(self, job: Job, recorder: Recorder) -> dict:
+        loads = [float(a) for a in self.loads]
+        spectrum_load = self.spectrum_load or loads[len(loads) // 2]
+        per_model, info, rows = {}, {}, []
+        tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
+        spectra: dict[str, Any] = {}
+        alpha_s: dict[str, float | None] = {}
+        for kind in job.models():
+            name = kind.name
+            start = time.perf_counter()
+            for alpha, P in _progress(zip(loads, self._patterns(job), strict=True), f"loads {name}"):
+                system = job.build(n_patterns=P)[name]
+                info[name] = model_info(system.model)
+                m = stability_at_patterns(system, system.model, job.solver, job.stability,
+                                          max_points=job.stability.max_points, threshold=job.retrieval.threshold,
+                                          follow_dynamics=self.integrate,
+                                          keep_spectra=abs(alpha - spectrum_load) < 1e-12)
+                table = m.tables["stability"]
+                rows.append({"model": name, "load": alpha, "n_patterns": P,
+                             **{k: v for k, v in m.scalars.items() if not isinstance(v, dict)},
+                             "bulk_edge_mean": float(table["bulk_edge"].mean()),
+                             **{f"{c}_mean": float(table[c].mean()) for c in table
+                                if c.startswith("outlier_") and c.endswith("_real")}})
+                _collect(tables, m, model=name, load=alpha)
+                if "spectra" in m.extras:
+                    spectra[f"{name} (α={alpha:g})"] = m.extras["spectra"].numpy()
+            mine = [r for r in rows if r["model"] == name]
+            a_s, note = alpha_crossing([r["load"] for r in mine], [r["stable_fraction"] for r in mine], self.level)
+            alpha_s[name] = a_s
+            per_model[name] = {"alpha_s": a_s, "alpha_s_note": note,
+                               "stable_fraction_by_load": {f"{r['load']:g}": r["stable_fraction"] for r in mine},
+                               "stored_fraction_by_load": {f"{r['load']:g}": r["stored_fraction"] for r in mine},
+                               "time_s": time.perf_counter() - start}
+        frame = pd.DataFrame(rows)
+        recorder.table("critical_load", frame)
+        _write_tables(recorder, tables)
+        label = f"{job.system.activation.name}, {job.system.dataset.name}, N={job.system.n_neurons}"
+        recorder.figure("critical_load", lambda: plots.critical_load_curve(
+            frame, self.level, f"Stability of stored fixed points ({label})", alpha_s))
+        if spectra:
+            recorder.figure("jacobian_spectrum", lambda: plots.spectra(
+                spectra, f"Jacobian spectrum at α = {spectrum_load:g} ({label})"))
+        return _result(job, per_model, info)
 
 
 @TASKS.register("lyapunov")
-def lyapunov(settings: Settings, recorder: Recorder) -> dict:
-    """The Lyapunov check of §5.6 alone."""
-    per_model, info, traces = {}, {}, {}
-    tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    for name, system in _systems(settings).items():
-        start = time.perf_counter()
-        m = lyapunov_check(system, system.model, settings.cue, settings.solver, n_states=settings.lyapunov["n_states"],
-                           tol=settings.lyapunov["tol"], trace_rtol=settings.lyapunov["trajectory_rtol"])
-        per_model[name] = {**m.scalars, "time_s": time.perf_counter() - start}
-        info[name] = model_info(system.model)
-        traces[name] = m.extras["trace"]
-        _collect(tables, name, m, model=name)
-    _write_tables(recorder, tables)
-    recorder.figure("energy_trajectories", lambda: plots.energy_traces(traces, "Energy along cue trajectories"))
-    return _result(settings, per_model, info)
+@dataclass(frozen=True, kw_only=True)
+class LyapunovCheck(Task):
+    """The Lyapunov check of §5.6 alone: does the configured energy really not increase?"""
 
+    name = "lyapunov"
 
-@TASKS.register("reproduce")
-def reproduce(settings: Settings, recorder: Recorder) -> dict:
-    """A published result: data, figure and verdict.json in ``reproductions/<which>/``."""
-    from pathlib import Path
-
-    from hopbench.core.system import resolve_device
-    from hopbench.repro import Context
-    from hopbench.repro import reproduce as run_reproduction
-
-    p = settings.task_params
-    which, full = p["which"], p["use"] == "full_params"
-    ctx = Context(which, Path(p["out"]) / which, resolve_device(settings.system["device"]), seed=settings.seed,
-                  figures=p["figures"], recorder=recorder)
-    document = run_reproduction(which, dict(p[p["use"]]), ctx, full=full)
-    metrics = {"passed": document["passed"], "claims_passed": sum(c["passed"] for c in document["claims"]),
-               "claims": len(document["claims"]), "time_s": document["time_s"]}
-    print(f"\n== reproduction {which}: {metrics['claims_passed']} of {metrics['claims']} claims pass "
-          f"-> {ctx.out_dir / 'verdict.json'}")
-    for claim in document["claims"]:
-        print(f"  [{'pass' if claim['passed'] else 'FAIL'}] {claim['claim']}: {claim['measured']} "
-              f"(tolerance: {claim['tolerance']})")
-    return {"metrics": metrics, "comparison": None, "models": {}, "theory_backed": None, "theory_reasons": [],
-            "reproduction": document}
+    def run(self, job: Job, recorder: Recorder) -> dict:
+        per_model, info, traces = {}, {}, {}
+        tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
+        for name, system in job.build().items():
+            start = time.perf_counter()
+            m = lyapunov_check(system, system.model, job.cue, job.solver, n_states=job.lyapunov.n_states,
+                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol)
+            per_model[name] = {**m.scalars, "time_s": time.perf_counter() - start}
+            info[name] = model_info(system.model)
+            traces[name] = m.extras["trace"]
+            _collect(tables, m, model=name)
+        _write_tables(recorder, tables)
+        recorder.figure("energy_trajectories", lambda: plots.energy_traces(traces, "Energy along cue trajectories"))
+        return _result(job, per_model, info)

@@ -21,7 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Recorder", "atomic_path", "config_hash", "json_safe", "save_figure", "versions", "write_json"]
+from hopbench.errors import choice
+from hopbench.registry import Registry
+
+__all__ = ["LOGGERS", "Logger", "NoLogger", "Recorder", "WandbLogger", "atomic_path", "config_hash", "json_safe",
+           "save_figure", "versions", "write_json"]
 
 
 @contextmanager
@@ -90,26 +94,60 @@ def save_figure(draw: Callable[[], Any], target: Path, *, dpi: int) -> Path:
     return target
 
 
-class Recorder:
-    """Writes tables (parquet), figures (PNG) and results.json into ``out_dir``; mirrors them to wandb."""
+class Logger:
+    """A config-group option of ``logger``: where a run is mirrored besides its own folder."""
 
-    def __init__(self, out_dir: Path, logger: dict, *, config: dict, group: str, job_type: str, name: str) -> None:
+    name: str = ""
+
+    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str) -> Any:
+        """A started run (None: nothing to mirror to)."""
+        return None
+
+
+class NoLogger(Logger):
+    """``logger=none``: results stay in the run's folder only."""
+
+    name = "none"
+
+
+class WandbLogger(Logger):
+    """``logger=wandb``: one wandb run per job, offline unless ``mode=online`` (or ``WANDB_MODE`` says so);
+    ``mode=disabled`` or ``WANDB_MODE=disabled`` turns it off."""
+
+    name = "wandb"
+    MODES = ("offline", "online", "disabled")
+
+    def __init__(self, *, mode: str | None = None, project: str = "hopbench", entity: str | None = None,
+                 group: str | None = None, tags: list[str] | None = None) -> None:
+        self.mode = None if mode is None else choice("logger.mode", mode, self.MODES)
+        self.project, self.entity, self.group = str(project), entity, group
+        self.tags = [str(t) for t in (tags or [])]
+
+    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str) -> Any:
+        mode = self.mode or os.environ.get("WANDB_MODE") or "offline"
+        if mode == "disabled":
+            return None
+        import wandb
+
+        return wandb.init(project=self.project, entity=self.entity, group=self.group or group, job_type=job_type,
+                          name=name, tags=self.tags, config=json_safe(config), dir=str(out_dir), mode=mode,
+                          reinit="finish_previous", settings=wandb.Settings(silent=True))
+
+
+LOGGERS: Registry[Logger] = Registry("logger")
+LOGGERS.register("none")(NoLogger)
+LOGGERS.register("wandb")(WandbLogger)
+
+
+class Recorder:
+    """Writes tables (parquet), figures (PNG) and results.json into ``out_dir``; mirrors them to the logger."""
+
+    def __init__(self, out_dir: Path, logger: Logger, *, config: dict, group: str, job_type: str, name: str) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tables: list[str] = []
         self.figures: list[str] = []
-        self.run = self._start_wandb(logger, config, group, job_type, name)
-
-    def _start_wandb(self, logger: dict, config: dict, group: str, job_type: str, name: str) -> Any:
-        mode = logger.get("mode") or os.environ.get("WANDB_MODE") or "offline"
-        if logger.get("name") != "wandb" or mode == "disabled":
-            return None
-        import wandb
-
-        return wandb.init(project=logger.get("project", "hopbench"), entity=logger.get("entity"),
-                          group=logger.get("group") or group, job_type=job_type, name=name,
-                          tags=list(logger.get("tags") or []), config=json_safe(config), dir=str(self.out_dir),
-                          mode=mode, reinit="finish_previous", settings=wandb.Settings(silent=True))
+        self.run = logger.start(self.out_dir, config=config, group=group, job_type=job_type, name=name)
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
         target = self.out_dir / f"{name}.parquet"

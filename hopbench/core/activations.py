@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hopbench.errors import ConfigError
+from hopbench.errors import ConfigError, number
 from hopbench.registry import Registry
 
-__all__ = ["ACTIVATIONS", "Curvature", "Lagrangian", "Layered", "build_activation"]
+__all__ = ["ACTIVATIONS", "Curvature", "Lagrangian", "Layered", "Relu", "build_activation"]
 
 
 @dataclass(frozen=True)
@@ -191,9 +191,8 @@ class ThresholdLinear(Elementwise):
     name = "threshold_linear"
 
     def __init__(self, *, gain: float = 1.0, threshold: float = 0.0) -> None:
-        if gain <= 0:
-            raise ConfigError("activation.gain", gain, "must be > 0")
-        self.gain, self.threshold, self.center = float(gain), float(threshold), float(threshold)
+        self.gain = number("activation.gain", gain, above=0)
+        self.threshold = self.center = number("activation.threshold", threshold)
 
     def ell(self, h: Tensor) -> Tensor:
         return 0.5 * self.gain * F.relu(h - self.threshold) ** 2
@@ -236,11 +235,9 @@ class Power(Elementwise):
     _SPLIT = 2.0
 
     def __init__(self, *, n: float = 1.0, threshold: float = 0.0, sigma: float = 0.1) -> None:
-        if n < 1:
-            raise ConfigError("activation.n", n, "must be ≥ 1 (φ' must stay bounded at the threshold)")
-        if sigma < 0:
-            raise ConfigError("activation.sigma", sigma, "must be ≥ 0 (0 is the hard threshold [h-θ]₊ⁿ)")
-        self.n, self.threshold, self.sigma, self.center = float(n), float(threshold), float(sigma), float(threshold)
+        self.n = number("activation.n", n, at_least=1)  # φ' must stay bounded at the threshold
+        self.sigma = number("activation.sigma", sigma, at_least=0)  # 0 is the hard threshold [h − θ]₊ⁿ
+        self.threshold = self.center = number("activation.threshold", threshold)
 
     def _softplus(self, h: Tensor) -> tuple[Tensor, Tensor]:
         z = (h - self.threshold) / self.sigma
@@ -295,9 +292,7 @@ class Sigmoid(Elementwise):
     name = "sigmoid"
 
     def __init__(self, *, beta: float = 1.0) -> None:
-        if beta <= 0:
-            raise ConfigError("activation.beta", beta, "must be > 0")
-        self.beta = float(beta)
+        self.beta = number("activation.beta", beta, above=0)
 
     def ell(self, h: Tensor) -> Tensor:
         return F.softplus(self.beta * h, threshold=30.0) / self.beta
@@ -314,14 +309,16 @@ class Sigmoid(Elementwise):
 
 
 class Tanh(Elementwise):
-    """L = β⁻¹ Σ log cosh(βh), g = tanh(βh), Λ = β / cosh²(βh) (gain β)."""
+    """L = β⁻¹ Σ log cosh(βh), g = tanh(βh), Λ = β / cosh²(βh) (gain β).
+
+    The default gain is 4: with β ≤ 1 the zero state of a Hebbian memory (largest eigenvalue of W about 1)
+    is stable and nothing is retrieved.
+    """
 
     name = "tanh"
 
-    def __init__(self, *, beta: float = 1.0) -> None:
-        if beta <= 0:
-            raise ConfigError("activation.beta", beta, "must be > 0")
-        self.beta = float(beta)
+    def __init__(self, *, beta: float = 4.0) -> None:
+        self.beta = number("activation.beta", beta, above=0)
 
     def ell(self, h: Tensor) -> Tensor:
         x = (self.beta * h).abs()
@@ -396,9 +393,7 @@ class Softmax(Lagrangian):
     diagonal = False
 
     def __init__(self, *, beta: float = 1.0) -> None:
-        if beta <= 0:
-            raise ConfigError("activation.beta", beta, "must be > 0")
-        self.beta = float(beta)
+        self.beta = number("activation.beta", beta, above=0)
 
     def lagrangian(self, h: Tensor) -> Tensor:
         return torch.logsumexp(self.beta * h, dim=-1) / self.beta
@@ -475,12 +470,16 @@ ACTIVATIONS.register("smooth_leaky_relu")(SmoothLeakyRelu)
 ACTIVATIONS.register("softmax")(Softmax)
 
 
-@ACTIVATIONS.register("relu")
-def _relu() -> Lagrangian:
+class Relu(ThresholdLinear):
     """L = ½ Σ relu(h)² (Example 2): threshold_linear with gain 1 and threshold 0."""
-    relu = ThresholdLinear()
-    relu.name = "relu"
-    return relu
+
+    name = "relu"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+ACTIVATIONS.register("relu")(Relu)
 
 
 def build_activation(name: str, params: dict | None = None) -> Lagrangian:

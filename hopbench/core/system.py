@@ -1,26 +1,34 @@
-"""Compose a network from plain arguments (no Hydra): the API that the CLI and notebooks share.
+"""A composition of options (:class:`SystemSpec`) and the system built from it (:class:`System`).
+
+A :class:`SystemSpec` holds one object per config group — model kind, activation, storage rule, data set,
+strategy and energy (None: ``auto``), bias — with the sizes, seed, device and dtype. It checks that the parts
+fit together when it is built (before any compute); :func:`build_system` then draws the patterns, stores
+them and binds the model. Names and defaults come from the configuration layer (``hopbench.compose`` and
+the ``hopbench`` command build a SystemSpec from the same typed configs).
 
 >>> from hopbench import compose
->>> system = compose(model="modified", strategy="i_minus_wt_lambda", activation="tanh",
-...                  activation_params={"beta": 4.0}, n_neurons=100, load=0.05, dtype="float64")
->>> system.model.vector_field(system.model.initial_state(system.data.patterns.to(system.dtype)))
+>>> system = compose(model="modified", activation="tanh", n_neurons=100, load=0.05, dtype="float64")
+>>> system.model.vector_field(system.model.initial_state(system.patterns))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from hopbench.core.activations import build_activation
-from hopbench.core.data import PatternSet, build_dataset
-from hopbench.core.models import Model, build_model
+from hopbench.core.activations import Lagrangian
+from hopbench.core.data import PatternSet, PatternSource
+from hopbench.core.models import Energy, Model, ModelKind, ModelSpec, Strategy, build_model
 from hopbench.core.network import Network
-from hopbench.core.weights import build_network
-from hopbench.errors import ConfigError
+from hopbench.core.weights import Bias, StorageRule, build_network
+from hopbench.errors import ConfigError, number
 
-__all__ = ["DTYPES", "System", "compose", "generator", "resolve_device", "resolve_n_patterns"]
+__all__ = ["DTYPES", "System", "SystemSpec", "build_system", "generator", "resolve_device", "resolve_dtype",
+           "resolve_n_patterns"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,19 +59,59 @@ def generator(seed: int, stream: str) -> torch.Generator:
 
 def resolve_n_patterns(n_neurons: int, n_patterns: int | None, load: float | None) -> int:
     """P from ``n_patterns`` or from the load α = P/N (exactly one of them)."""
-    if not isinstance(n_neurons, int) or n_neurons <= 0:
-        raise ConfigError("n_neurons", n_neurons, "must be a positive integer")
+    number("n_neurons", n_neurons, at_least=1, integer=True)
     if n_patterns is not None and load is not None:
         raise ConfigError("n_patterns", n_patterns, f"give n_patterns or load, not both (load={load})")
     if n_patterns is not None:
-        if not isinstance(n_patterns, int) or n_patterns <= 0:
-            raise ConfigError("n_patterns", n_patterns, "must be a positive integer")
-        return n_patterns
+        return int(number("n_patterns", n_patterns, at_least=1, integer=True))
     if load is None:
         raise ConfigError("load", load, "give n_patterns or load")
-    if not load > 0:
-        raise ConfigError("load", load, "must be > 0")
-    return max(1, round(load * n_neurons))
+    return max(1, round(number("load", load, above=0) * n_neurons))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemSpec:
+    """Every part of a system as an option object, checked together when built (before any compute).
+
+    ``strategy`` and ``energy`` None mean ``auto``: the model's natural strategy and its intended energy.
+    """
+
+    model: ModelKind
+    activation: Lagrangian
+    weights: StorageRule
+    dataset: PatternSource
+    strategy: Strategy | None
+    energy: Energy | None
+    bias: Bias
+    n_neurons: int
+    n_patterns: int
+    seed: int
+    device: str
+    dtype: str
+    cue_map: str
+
+    def __post_init__(self) -> None:
+        number("n_neurons", self.n_neurons, at_least=1, integer=True)
+        number("n_patterns", self.n_patterns, at_least=1, integer=True)
+        number("seed", self.seed, integer=True)
+        resolve_device(self.device)
+        resolve_dtype(self.dtype)
+        self.dataset.check(self.n_patterns, self.n_neurons)
+        self.weights.check(self.n_patterns, self.n_neurons, self.activation)
+        self.model_spec  # noqa: B018 — strategy, energy and cue map checked against the model's state
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return self.model.resolve(self.strategy, self.energy, self.cue_map)
+
+    @property
+    def n_total(self) -> int:
+        """Neurons of the network, hidden ones included."""
+        return self.weights.n_total(self.n_patterns, self.n_neurons)
+
+    def replace(self, **changes: object) -> SystemSpec:
+        """A copy with some parts or sizes changed (checked again)."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -87,25 +135,24 @@ class System:
     def load(self) -> float:
         return self.data.n_patterns / self.data.n_neurons
 
-    def with_model(self, name: str, **kwargs: object) -> System:
-        """The same patterns and weights under another model (for original vs modified comparisons)."""
-        return System(self.data, self.net, build_model(name, self.net, **kwargs), self.seed)
+    @property
+    def patterns(self) -> Tensor:
+        """The stored patterns (P, N_visible) on the network's device, in its dtype (``data.patterns`` is the
+        float64 CPU reference copy)."""
+        return self.data.patterns.to(self.device, self.dtype)
+
+    def with_model(self, kind: ModelKind | str, strategy: Strategy | str | None = None,
+                   energy: Energy | str | None = None, cue_map: str | None = None, **params: dict) -> System:
+        """The same patterns and weights under another model (for original vs modified comparisons); strategy
+        and energy as options or names (``strategy_params=``, ``energy_params=``), None: ``auto``."""
+        model = build_model(kind, self.net, strategy=strategy, energy=energy,
+                            cue_map=self.model.spec.cue_map if cue_map is None else cue_map, **params)
+        return System(self.data, self.net, model, self.seed)
 
 
-def compose(*, model: str = "original", activation: str = "tanh", activation_params: dict | None = None,
-            strategy: str = "identity", strategy_params: dict | None = None, energy: str = "auto",
-            energy_params: dict | None = None, weights: str = "hebbian", weights_params: dict | None = None,
-            dataset: str = "random_binary", dataset_params: dict | None = None, bias: dict | None = None,
-            n_neurons: int = 100, n_patterns: int | None = None, load: float | None = None, seed: int = 0,
-            device: str = "auto", dtype: str = "float32", cue_map: str = "affine") -> System:
-    """Build patterns, weights and a model from names and parameters (see the conf/ groups)."""
-    P = resolve_n_patterns(n_neurons, n_patterns, load)
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    main = build_activation(activation, activation_params)
-    data = build_dataset(dataset, dataset_params, n_patterns=P, n_neurons=n_neurons,
-                         generator=generator(seed, "patterns"))
-    net = build_network(weights, weights_params, data, main, generator=generator(seed, "weights"), bias=bias,
-                        device=dev, dtype=dt)
-    m = build_model(model, net, strategy=strategy, strategy_params=strategy_params, energy=energy,
-                    energy_params=energy_params, cue_map=cue_map)
-    return System(data, net, m, seed)
+def build_system(spec: SystemSpec) -> System:
+    """Draw the patterns, store them and bind the model: the compute a :class:`SystemSpec` describes."""
+    data = spec.dataset.draw(spec.n_patterns, spec.n_neurons, generator(spec.seed, "patterns"))
+    net = build_network(spec.weights, data, spec.activation, generator=generator(spec.seed, "weights"),
+                        bias=spec.bias, device=resolve_device(spec.device), dtype=resolve_dtype(spec.dtype))
+    return System(data, net, Model(spec.model_spec, net), spec.seed)

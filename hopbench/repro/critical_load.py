@@ -55,9 +55,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hopbench import compose
+from hopbench.analysis.curves import alpha_crossing
 from hopbench.analysis.stability import jacobian_eigenvalues, split_spectrum
-from hopbench.app.tasks import alpha_crossing
-from hopbench.core.system import System, compose
+from hopbench.core.system import System
 from hopbench.repro import REPRODUCTIONS, Context, Verdict
 
 ALPHA_C = 1.0  # storage capacity of the pseudo-inverse rule: P ≤ N patterns are exact fixed points

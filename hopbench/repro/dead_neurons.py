@@ -48,11 +48,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hopbench import compose
 from hopbench.analysis.metrics import retrieval, spurious, stability_at_patterns
 from hopbench.analysis.stability import JACOBIAN_VERDICTS, StabilityConfig, analyse
 from hopbench.core.activations import ThresholdLinear
 from hopbench.core.models import Model
-from hopbench.core.system import System, compose, generator
+from hopbench.core.system import System, generator
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
 from hopbench.solve import SolverConfig, integrate, polish
 

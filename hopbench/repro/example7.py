@@ -42,11 +42,12 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from hopbench import compose
 from hopbench.analysis.descent import energy_rate
 from hopbench.analysis.stability import StabilityConfig, analyse
 from hopbench.chunks import matrix_chunks
 from hopbench.core.models import Model
-from hopbench.core.system import System, compose, generator
+from hopbench.core.system import System, generator
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
 from hopbench.solve import EnergyTrace, SolverConfig, integrate, polish
 

@@ -50,9 +50,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hopbench import compose
+from hopbench.analysis.curves import alpha_crossing
 from hopbench.analysis.metrics import retrieval
-from hopbench.app.tasks import alpha_crossing
-from hopbench.core.system import System, compose
+from hopbench.core.system import System
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
 from hopbench.solve import STATUSES, SolverConfig
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hopbench.errors import ConfigError
+from hopbench.errors import ConfigError, number
 
 __all__ = ["ADAPTIVE_METHODS", "BACKENDS", "CONVERGED", "DIVERGED", "FIXED_METHODS", "MAX_TIME", "ROW_METHODS",
            "STATUSES", "EnergyTrace", "SolverConfig", "Trajectories"]
@@ -47,8 +47,8 @@ class SolverConfig:
             raise ConfigError("solver.method", self.method, "unknown method",
                               allowed=ADAPTIVE_METHODS + FIXED_METHODS)
         for key in ("rtol", "atol", "step_size", "t_max", "tol", "bound", "first_window"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"solver.{key}", getattr(self, key), "must be > 0")
+            number(f"solver.{key}", getattr(self, key), above=0)
+        number("solver.max_steps", self.max_steps, at_least=1, integer=True)
         if self.tol < self.atol:
             raise ConfigError("solver.tol", self.tol, f"must be ≥ solver.atol={self.atol}: the integrator's "
                               "own error keeps ‖ẋ‖ above a tolerance finer than its accuracy")
@@ -57,8 +57,7 @@ class SolverConfig:
         if self.backend == "rows" and self.method not in ROW_METHODS:
             raise ConfigError("solver.method", self.method, "not available with solver.backend=rows",
                               allowed=ROW_METHODS)
-        if self.window_growth < 1:
-            raise ConfigError("solver.window_growth", self.window_growth, "must be ≥ 1")
+        number("solver.window_growth", self.window_growth, at_least=1)
 
     @property
     def row_wise(self) -> bool:

@@ -10,19 +10,19 @@ multiplies r = 0): y-state J = R(WΛ − I); u-state J = R(ΛW − I).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from hopbench.core.activations import Curvature
-from hopbench.core.models.energies import Energy, build_energy
+from hopbench.core.models.energies import ENERGIES, Energy, check_state
 from hopbench.core.models.strategies import STRATEGIES, Backing, Strategy, assess_backing
 from hopbench.core.network import Network
-from hopbench.errors import ConfigError
+from hopbench.errors import choice
 from hopbench.registry import Registry
 
-__all__ = ["CUE_MAPS", "MODELS", "NATURAL_STRATEGY", "Model", "ModelSpec", "build_model"]
+__all__ = ["CUE_MAPS", "MODELS", "NATURAL_STRATEGY", "Model", "ModelKind", "ModelSpec", "build_model"]
 
 CUE_MAPS = ("affine", "identity")
 #: ``strategy=auto``: the strategy that backs a Lyapunov function without flat directions for any W
@@ -90,30 +90,27 @@ class UState:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a model on another network (e.g. a float64 copy for analysis)."""
+    """Everything needed to rebuild a model on another network (e.g. a float64 copy for analysis): the model
+    kind, the unbound strategy and energy options, and the cue map."""
 
-    name: str
-    strategy: str = "identity"
-    strategy_params: dict = field(default_factory=dict)
-    energy: str = "auto"
-    energy_params: dict = field(default_factory=dict)
+    kind: ModelKind
+    strategy: Strategy
+    energy: Energy
     cue_map: str = "affine"
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
 
 
 class Model:
     """A model bound to a network: vector field, energy, Jacobian, readout and cue map."""
 
-    def __init__(self, spec: ModelSpec, form: type[YState] | type[UState], net: Network) -> None:
-        if spec.cue_map not in CUE_MAPS:
-            raise ConfigError("cue_map", spec.cue_map, "unknown cue map", allowed=CUE_MAPS)
-        self.spec, self.form, self.net = spec, form, net
-        strategy_cls = STRATEGIES.get(spec.strategy)
-        energy_name = spec.energy
-        if energy_name == "auto":
-            energy_name = strategy_cls.intended.get(form.state, "eq14" if form.state == "y" else "e2")
-        self.energy: Energy = build_energy(energy_name, net, spec.energy_params, state=form.state)
-        self.strategy: Strategy = STRATEGIES.build(spec.strategy, spec.strategy_params, net=net, energy=self.energy)
-        self.backing: Backing = assess_backing(self.strategy, form.state, self.energy)
+    def __init__(self, spec: ModelSpec, net: Network) -> None:
+        self.spec, self.form, self.net = spec, spec.kind.form, net
+        self.energy: Energy = spec.energy.bind(net)
+        self.strategy: Strategy = spec.strategy.bind(net, self.energy)
+        self.backing: Backing = assess_backing(self.strategy, self.form.state, self.energy)
 
     @property
     def name(self) -> str:
@@ -125,7 +122,7 @@ class Model:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Model:
         """The same model on a converted network (strategy matrices are recomputed)."""
-        return Model(self.spec, self.form, self.net.to(device, dtype))
+        return Model(self.spec, self.net.to(device, dtype))
 
     # dynamics -------------------------------------------------------------------------------------
     def preactivation(self, x: Tensor) -> Tensor:
@@ -179,32 +176,87 @@ class Model:
         return self.form.initial_state(self.net, a0, self.spec.cue_map)
 
 
-MODELS: Registry[Model] = Registry("model")
+class ModelKind:
+    """A config-group option of ``model``: the state variables, the form of ẋ and the natural strategy.
+
+    ``natural``: the strategy ``strategy=auto`` picks — the one that backs a Lyapunov function without flat
+    directions for any W (identity for eq. 1, I − WᵀΛ for eq. 9, I − ΛWᵀ for eq. 13).
+    """
+
+    name: str = ""
+    form: type[YState] | type[UState] = YState
+    natural: str = "identity"
+    #: R = I whatever the strategy config says (the original dynamics)
+    fixed_identity: bool = False
+
+    @property
+    def state(self) -> str:
+        return self.form.state
+
+    def resolve(self, strategy: Strategy | None, energy: Energy | None, cue_map: str = "affine") -> ModelSpec:
+        """The model's strategy and energy (None: the natural strategy, the strategy's intended energy),
+        checked against this model's state."""
+        choice("cue_map", cue_map, CUE_MAPS)
+        strategy = self.strategy_for(strategy)
+        if energy is None:
+            energy = ENERGIES.build(self.intended_energy(strategy))
+        check_state(energy, self.state)
+        return ModelSpec(self, strategy, energy, cue_map)
+
+    def strategy_for(self, strategy: Strategy | None) -> Strategy:
+        """The strategy this model runs: R = I for the original dynamics, the natural one for None."""
+        if strategy is None or self.fixed_identity:
+            return STRATEGIES.build("identity" if self.fixed_identity else self.natural)
+        return strategy
+
+    def intended_energy(self, strategy: Strategy) -> str:
+        """The energy ``energy=auto`` gives: the one the paper pairs ``strategy`` with in this model's state."""
+        return type(strategy).intended.get(self.state, "eq14" if self.state == "y" else "e2")
+
+    def build(self, net: Network, strategy: Strategy | None = None, energy: Energy | None = None,
+              cue_map: str = "affine") -> Model:
+        return Model(self.resolve(strategy, energy, cue_map), net)
+
+
+MODELS: Registry[ModelKind] = Registry("model")
 
 
 @MODELS.register("original")
-def _original(spec: ModelSpec, net: Network) -> Model:
-    """Krotov–Hopfield dynamics (eq. 1); R = I whatever the strategy config says."""
-    spec = ModelSpec("original", "identity", {}, spec.energy, spec.energy_params, spec.cue_map)
-    return Model(spec, YState, net)
+class Original(ModelKind):
+    """Krotov–Hopfield dynamics (eq. 1) in y; R = I whatever the strategy config says; energy eq. 4."""
+
+    name, form, natural, fixed_identity = "original", YState, "identity", True
 
 
 @MODELS.register("modified")
-def _modified(spec: ModelSpec, net: Network) -> Model:
-    return Model(spec, UState, net)
+class Modified(ModelKind):
+    """The modified dynamics (eq. 9) in u = activity: u̇ = R(u)(g(Wu + b) − u); energies eq. 10."""
+
+    name, form, natural = "modified", UState, "i_minus_wt_lambda"
 
 
 @MODELS.register("modified_y")
-def _modified_y(spec: ModelSpec, net: Network) -> Model:
-    return Model(spec, YState, net)
+class ModifiedY(ModelKind):
+    """The modified dynamics in y (eq. 13): ẏ = R(y)(W g(y) − y + b); energy eq. 14."""
+
+    name, form, natural = "modified_y", YState, "y_i_minus_lambda_wt"
 
 
-def build_model(name: str, net: Network, *, strategy: str = "identity", strategy_params: dict | None = None,
-                energy: str = "auto", energy_params: dict | None = None, cue_map: str = "affine") -> Model:
-    """A model by name (original | modified | modified_y) on ``net``; ``strategy="auto"`` picks
-    :data:`NATURAL_STRATEGY` (identity, i_minus_wt_lambda, y_i_minus_lambda_wt)."""
-    factory = MODELS.get(name)
-    if strategy == "auto":
-        strategy = NATURAL_STRATEGY[name]
-    spec = ModelSpec(name, strategy, dict(strategy_params or {}), energy, dict(energy_params or {}), cue_map)
-    return factory(spec, net)
+#: ``strategy=auto`` per model (see :class:`ModelKind`)
+NATURAL_STRATEGY = {name: MODELS.get(name).natural for name in MODELS}
+
+
+def build_model(kind: str | ModelKind, net: Network, *, strategy: str | Strategy | None = None,
+                strategy_params: dict | None = None, energy: str | Energy | None = None,
+                energy_params: dict | None = None, cue_map: str = "affine") -> Model:
+    """A model (original | modified | modified_y, or a :class:`ModelKind`) on ``net``. Strategy and energy are
+    options or names (with ``*_params``); None or ``"auto"`` picks the model's natural strategy
+    (:data:`NATURAL_STRATEGY`) and the strategy's intended energy."""
+    model_kind = MODELS.build(kind) if isinstance(kind, str) else kind
+    if isinstance(strategy, str):
+        strategy = None if strategy == "auto" else STRATEGIES.build(strategy, strategy_params)
+    if energy in (None, "auto") and energy_params:  # the intended energy, with parameters
+        energy = model_kind.intended_energy(model_kind.strategy_for(strategy))
+    if isinstance(energy, str):
+        energy = None if energy == "auto" else ENERGIES.build(energy, energy_params)
+    return model_kind.build(net, strategy, energy, cue_map)

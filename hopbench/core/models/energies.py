@@ -13,27 +13,41 @@ Every energy works on a batch of states x (B, N) and gives
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
 from hopbench.core.network import Network
-from hopbench.errors import ConfigError
+from hopbench.errors import ConfigError, choice, number
 from hopbench.registry import Registry
 
 #: Energy.hessian holds about this many entries per pass (rows × points × N × N): 2^23 float64, 64 MiB
 HESSIAN_CHUNK_ENTRIES = 2**23
 
-__all__ = ["ENERGIES", "Energy", "build_energy"]
+__all__ = ["ENERGIES", "STATE_OF_ENERGY", "Energy", "build_energy", "check_state"]
 
 
 class Energy:
-    """A scalar function of the state; ``state`` is "y" (eq. 1 / 13 variables) or "u" (eq. 9)."""
+    """A scalar function of the state; ``state`` is "y" (eq. 1 / 13 variables) or "u" (eq. 9).
+
+    An energy is a config-group option (``energy``): built from its parameters alone (checked there), then
+    bound to a network with :meth:`bind`, which returns a copy whose methods evaluate it on that network.
+    """
 
     name: str = ""
     state: str = ""
+    net: Network
 
-    def __init__(self, net: Network) -> None:
-        self.net = net
+    def bind(self, net: Network) -> Energy:
+        """A copy of this energy on ``net`` (matrices such as S are built here, in the network's dtype)."""
+        bound = copy.copy(self)
+        bound.net = net
+        bound._prepare()
+        return bound
+
+    def _prepare(self) -> None:
+        """Network-dependent set-up of a bound copy."""
 
     def value(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -86,18 +100,19 @@ class Energy:
 class _WithS(Energy):
     """Energies with a symmetric positive definite weighting matrix S (eq. 10's E3, eq. 14)."""
 
-    def __init__(self, net: Network, *, S: str = "identity", S_seed: int = 0) -> None:
-        super().__init__(net)
-        self.S_kind = S
+    def __init__(self, *, S: str = "identity", S_seed: int = 0) -> None:
+        self.S_kind = str(choice("energy.S", S, ["identity", "random_spd"]))
+        self.S_seed = int(number("energy.S_seed", S_seed, at_least=0, integer=True))
+
+    def _prepare(self) -> None:
+        net = self.net
         n = net.n
-        if S == "identity":
+        if self.S_kind == "identity":
             self.S = torch.eye(n, dtype=net.dtype, device=net.device)
-        elif S == "random_spd":
-            gen = torch.Generator().manual_seed(S_seed)
+        else:
+            gen = torch.Generator().manual_seed(self.S_seed)
             A = torch.randn(n, n, generator=gen, dtype=torch.float64) / n**0.5
             self.S = (A @ A.T + 0.5 * torch.eye(n, dtype=torch.float64)).to(net.device, net.dtype)
-        else:
-            raise ConfigError("energy.S", S, "unknown weighting matrix", allowed=["identity", "random_spd"])
 
     @property
     def s_is_identity(self) -> bool:
@@ -226,15 +241,17 @@ class Combined(Energy):
 
     name, state = "combined", "u"
 
-    def __init__(self, net: Network, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 1.0,
-                 S: str = "identity", S_seed: int = 0) -> None:
-        super().__init__(net)
-        coefficients = {"alpha": alpha, "beta": beta, "gamma": gamma}
-        if all(c == 0 for c in coefficients.values()):
+    def __init__(self, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 1.0, S: str = "identity",
+                 S_seed: int = 0) -> None:
+        coefficients = [number(f"energy.{k}", c) for k, c in (("alpha", alpha), ("beta", beta), ("gamma", gamma))]
+        if all(c == 0 for c in coefficients):
             raise ConfigError("energy.alpha", alpha, "alpha, beta and gamma are all 0: the energy is constant")
-        terms = [(alpha, E1(net)), (beta, E2(net)), (gamma, E3(net, S=S, S_seed=S_seed))]
-        self.terms = [(float(c), e) for c, e in terms if c != 0]
+        terms = zip(coefficients, (E1(), E2(), E3(S=S, S_seed=S_seed)), strict=True)
+        self.terms: list[tuple[float, Energy]] = [(c, e) for c, e in terms if c != 0]
         self.S_kind = S
+
+    def _prepare(self) -> None:
+        self.terms = [(c, e.bind(self.net)) for c, e in self.terms]
 
     @property
     def canonical(self) -> str:
@@ -267,10 +284,16 @@ for _cls in (KrotovHopfield, ResidualY, E1, E2, E3, Combined):
 STATE_OF_ENERGY = {name: ENERGIES.get(name).state for name in ENERGIES}
 
 
-def build_energy(name: str, net: Network, params: dict | None = None, *, state: str) -> Energy:
-    """Energy ``name`` for a model whose state is ``state`` ("y" or "u")."""
-    if name in STATE_OF_ENERGY and STATE_OF_ENERGY[name] != state:
+def check_state(energy: Energy, state: str) -> None:
+    """A ConfigError when ``energy`` is a function of another state than the model's ``state``."""
+    if energy.state != state:
         allowed = [n for n, s in STATE_OF_ENERGY.items() if s == state]
-        raise ConfigError("energy", name, f"is a function of the {STATE_OF_ENERGY[name]}-state; this model's "
+        raise ConfigError("energy", energy.name, f"is a function of the {energy.state}-state; this model's "
                           f"state is {state}", allowed=allowed)
-    return ENERGIES.build(name, params, net=net)
+
+
+def build_energy(name: str, net: Network, params: dict | None = None, *, state: str) -> Energy:
+    """Energy ``name`` (built with ``params``) for a model whose state is ``state`` ("y" or "u"), bound to ``net``."""
+    energy = ENERGIES.build(name, params)
+    check_state(energy, state)
+    return energy.bind(net)

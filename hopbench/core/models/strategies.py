@@ -18,6 +18,7 @@ when GᵀR + RᵀG ⪰ 0. Findings where the text and the mathematics differ (ch
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from torch import Tensor
 
 from hopbench.core.models.energies import Energy
 from hopbench.core.network import Network
+from hopbench.errors import number
 from hopbench.registry import Registry
 
 __all__ = ["STRATEGIES", "Backing", "Requirement", "Strategy", "assess_backing"]
@@ -76,15 +78,28 @@ class Backing:
 
 
 class Strategy:
-    """R(x) for ẋ = R(x) r(x)."""
+    """R(x) for ẋ = R(x) r(x).
+
+    A strategy is a config-group option (``strategy``): built from its parameters alone (checked there), then
+    bound to a network and energy with :meth:`bind`, which returns a copy that evaluates R on that network.
+    """
 
     name: str = ""
     intended: dict[str, str] = {}  # state -> energy the paper pairs it with
     backing: dict[str, dict[str, tuple[Requirement, ...]]] = {}  # state -> energy -> requirements
     is_identity = False
+    net: Network
+    energy: Energy
 
-    def __init__(self, net: Network, energy: Energy) -> None:
-        self.net, self.energy = net, energy
+    def bind(self, net: Network, energy: Energy) -> Strategy:
+        """A copy of this strategy on ``net`` with ``energy`` (state-independent matrices are computed here)."""
+        bound = copy.copy(self)
+        bound.net, bound.energy = net, energy
+        bound._prepare()
+        return bound
+
+    def _prepare(self) -> None:
+        """Network-dependent set-up of a bound copy."""
 
     def apply(self, x: Tensor, h: Tensor, v: Tensor) -> Tensor:
         raise NotImplementedError
@@ -131,9 +146,8 @@ class WeightR(_Constant):
     intended = {"u": "e2"}
     backing = {"u": {"e2": (SYMMETRIC_W,)}}
 
-    def __init__(self, net: Network, energy: Energy) -> None:
-        super().__init__(net, energy)
-        self.R = net.W
+    def _prepare(self) -> None:
+        self.R = self.net.W
 
 
 def polar_factor(M: Tensor) -> Tensor:
@@ -149,24 +163,26 @@ class Polar(_Constant):
     intended = {"u": "e2"}
     backing = {"u": {"e2": (SYMMETRIC_W,)}}
 
-    def __init__(self, net: Network, energy: Energy) -> None:
-        super().__init__(net, energy)
-        self.R = polar_factor(net.W.double()).to(net.dtype)
+    def _prepare(self) -> None:
+        self.R = polar_factor(self.net.W.double()).to(self.net.dtype)
 
 
 class LyapunovR(_Constant):
     """R solving R W + W R = Q with Q = q I (Example 5.4), by Bartels–Stewart (scipy.linalg.solve_sylvester)."""
 
-    name = "lyapunov"
+    name = "lyapunov_equation"
     intended = {"u": "e2"}
 
-    def __init__(self, net: Network, energy: Energy, *, q: float = 1.0) -> None:
-        super().__init__(net, energy)
+    def __init__(self, *, q: float = 1.0) -> None:
+        self.q = number("strategy.q", q, above=0)
+
+    def _prepare(self) -> None:
+        net = self.net
         W = net.W.double().cpu().numpy()
-        self.Q = q * np.eye(W.shape[0])
+        self.Q = self.q * np.eye(W.shape[0])
         R = scipy.linalg.solve_sylvester(W, W, self.Q)
         R = 0.5 * (R + R.T) if np.allclose(W, W.T) else R
-        self.residual = float(np.abs(R @ W + W @ R - self.Q).max() / max(1.0, q))
+        self.residual = float(np.abs(R @ W + W @ R - self.Q).max() / max(1.0, self.q))
         self.R = torch.as_tensor(R, dtype=net.dtype, device=net.device)
         solved = Requirement("RW + WR = Q solved to 1e-8 (no eigenvalue pair λi + λj ≈ 0)",
                              lambda net_, e: self.residual < 1e-8)
