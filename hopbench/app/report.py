@@ -20,9 +20,11 @@ __all__ = ["collect", "main", "print_summary", "rows_from_results"]
 #: the columns a researcher reads first
 HEADLINE = ["reproduction", "claims_passed", "claims", "passed",
             "model", "strategy", "energy", "activation", "weights", "n_neurons", "load", "retrieval_accuracy",
-            "spurious_rate", "stable_fraction", "energy_inconclusive_fraction", "lyapunov_violation_fraction",
+            "spurious_rate", "n_spurious_attractors", "stable_fraction", "dead_fraction",
+            "energy_inconclusive_fraction", "lyapunov_violation_fraction",
             "capacity_alpha", "alpha_s", "theory_backed", "time_s", "status"]
-BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "stable_fraction",
+BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "random_trivial_fraction",
+               "random_stall_fraction", "stable_fraction",
                "energy_certified_fraction", "energy_inconclusive_fraction", "energy_jacobian_agreement",
                "dead_fraction", "lyapunov_violation_fraction", "trajectory_energy_increase_fraction"]
 
@@ -35,6 +37,12 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
         elif not isinstance(value, dict | list):
             out[key] = value
     return out
+
+
+def _per_model(results: dict) -> dict[str, dict]:
+    """Metrics of each model of a run (one model unless ``compare=true``)."""
+    primary = results.get("config", {}).get("model", {}).get("name")
+    return results.get("comparison") or {primary: results.get("metrics") or {}}
 
 
 def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
@@ -53,10 +61,8 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
         which = config.get("task", {}).get("which")
         return [{**{k: base[k] for k in ("run_dir", "status", "error", "task", "seed", "config_hash", "device")},
                  "reproduction": which, **_scalars(results.get("metrics", {}))}]
-    primary = config.get("model", {}).get("name")
-    per_model = results.get("comparison") or {primary: results.get("metrics", {})}
     rows = []
-    for name, metrics in per_model.items():
+    for name, metrics in _per_model(results).items():
         info = results.get("models", {}).get(name, {})
         rows.append({**base, "model": name, "strategy": info.get("strategy"), "energy": info.get("energy"),
                      "theory_backed": info.get("theory_backed"), **_scalars(metrics)})
@@ -93,6 +99,32 @@ def print_summary(results: Sequence[dict], title: str = "") -> None:
     if title:
         print(f"\n== {title}")
     print(_format(frame))
+    ends = _end_states(results)
+    if not ends.empty:
+        print("\nend states: count (fraction of the cues / random starts); spurious_rate = spurious / fixed points")
+        print(ends.to_string())
+
+
+def _end_states(results: Sequence[dict]) -> pd.DataFrame:
+    """The end-state classes side by side: a column per measurement (cues, random starts) and model."""
+    from hopbench.analysis.end_states import ALL_CLASSES
+
+    columns: dict[str, dict[str, str]] = {}
+    for label, prefix in (("cues", "retrieval"), ("random starts", "random")):
+        for result in results:
+            for model, metrics in _per_model(result).items():
+                counts = metrics.get(f"{prefix}_end_state_counts")
+                if not counts:
+                    continue
+                total = sum(counts.values())
+                column = {c: f"{counts[c]} ({counts[c] / total:.3g})" if c in counts else "" for c in ALL_CLASSES}
+                column["all"] = str(total)
+                if prefix == "random":
+                    rate = metrics.get("spurious_rate")
+                    column["spurious_rate"] = "—" if rate is None else f"{rate:.3g}"
+                    column["n_spurious_attractors"] = str(metrics.get("n_spurious_attractors", "—"))
+                columns[f"{model}: {label}"] = column
+    return pd.DataFrame(columns).fillna("")
 
 
 def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from hopbench.analysis.end_states import CUE_CLASSES, EndStateConfig
 from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
 from hopbench.analysis.training import TrainConfig, train
 from hopbench.app import plots
@@ -109,6 +110,7 @@ def train_task(settings: Settings, recorder: Recorder) -> dict:
 
 def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]) -> dict:
     parts = settings.task_params
+    ends = EndStateConfig(cluster_distance=settings.spurious["cluster_distance"])
     per_model: dict[str, dict] = {}
     info: dict[str, dict] = {}
     tables: dict[str, list[pd.DataFrame]] = defaultdict(list)
@@ -116,21 +118,20 @@ def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]
     for name, system in _progress(systems.items(), "models"):
         model, metrics, timing = system.model, {}, {}
         record = parts["lyapunov"] and settings.lyapunov["record_trajectories"]
-        rec_traj = None
+        rec_traj = rec_ends = None
         start = _clock(system.device)
         if parts["retrieval"]:
             m = retrieval(system, model, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
-                          threshold=settings.retrieval["threshold"], record_energy=record)
+                          threshold=settings.retrieval["threshold"], record_energy=record, end_states=ends)
             metrics.update(m.scalars)
             _collect(tables, name, m, model=name)
             overlaps[name] = m.extras["overlap"].numpy()
-            rec_traj = m.extras["trajectories"]
+            rec_traj, rec_ends = m.extras["trajectories"], m.extras["end_states"]
             timing["retrieval_s"] = _clock(system.device) - start
         if parts["spurious"]:
             t0 = _clock(system.device)
             m = spurious(system, model, settings.solver, n_states=settings.spurious["n_states"],
-                         threshold=settings.retrieval["threshold"],
-                         cluster_threshold=settings.spurious["cluster_threshold"])
+                         threshold=settings.retrieval["threshold"], end_states=ends)
             metrics.update(m.scalars)
             _collect(tables, name, m, model=name)
             timing["spurious_s"] = _clock(system.device) - t0
@@ -148,7 +149,8 @@ def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]
             t0 = _clock(system.device)
             m = lyapunov_check(system, model, settings.cue, settings.solver, n_states=settings.lyapunov["n_states"],
                                tol=settings.lyapunov["tol"], trace_rtol=settings.lyapunov["trajectory_rtol"],
-                               trajectories=rec_traj)
+                               threshold=settings.retrieval["threshold"], trajectories=rec_traj, end_states=rec_ends,
+                               end_state_config=ends)
             metrics.update(m.scalars)
             _collect(tables, name, m, model=name)
             traces[name] = m.extras["trace"]
@@ -187,7 +189,8 @@ def _capacity_for(settings: Settings, name: str) -> tuple[dict, list[dict], dict
                           threshold=settings.retrieval["threshold"])
             points[P] = {"model": name, "n_patterns": P, "load": P / N,
                          **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
-                                                      "converged_fraction")}}
+                                                      "converged_fraction")},
+                         **{f"retrieval_{c}_fraction": m.scalars[f"retrieval_{c}_fraction"] for c in CUE_CLASSES}}
         return points[P]["retrieval_accuracy"]
 
     bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
@@ -295,7 +298,8 @@ def lyapunov(settings: Settings, recorder: Recorder) -> dict:
     for name, system in _systems(settings).items():
         start = time.perf_counter()
         m = lyapunov_check(system, system.model, settings.cue, settings.solver, n_states=settings.lyapunov["n_states"],
-                           tol=settings.lyapunov["tol"], trace_rtol=settings.lyapunov["trajectory_rtol"])
+                           tol=settings.lyapunov["tol"], trace_rtol=settings.lyapunov["trajectory_rtol"],
+                           threshold=settings.retrieval["threshold"])
         per_model[name] = {**m.scalars, "time_s": time.perf_counter() - start}
         info[name] = model_info(system.model)
         traces[name] = m.extras["trace"]
