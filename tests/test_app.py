@@ -147,9 +147,13 @@ def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
                     "n_spurious_attractors", "stored_fraction", "stable_fraction", "energy_certified_fraction",
                     "energy_inconclusive_fraction", "energy_unstable_fraction", "energy_jacobian_agreement",
                     "dead_fraction", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
-                    "trajectory_energy_increase_fraction", "converged_fraction", "status_counts"):
+                    "trajectory_energy_increase_fraction", "converged_fraction", "status_counts",
+                    "retrieval_stall_fraction", "random_stall_fraction", "random_trivial_fraction",
+                    "retrieval_end_state_counts", "random_end_state_counts", "lyapunov_end_state_counts"):
             assert key in metrics, key
         assert sum(metrics["status_counts"].values()) == 3 * max(1, round(0.05 * 24))  # every cue counted
+        assert sum(metrics["retrieval_end_state_counts"].values()) == sum(metrics["status_counts"].values())
+        assert sum(metrics["random_end_state_counts"].values()) == 20  # every random start has a class
         assert {"retrieval.parquet", "spurious.parquet", "stability.parquet", "lyapunov.parquet"} <= set(r["tables"])
         for name in r["tables"] + r["figures"]:
             assert (Path(next(tmp_path.rglob(name))).stat().st_size > 0)
@@ -160,7 +164,9 @@ def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
     assert original["models"]["original"]["strategy"] == "identity"
     assert any("does not apply to model=original" in n for n in original["notes"])
     table = pd.read_parquet(next(tmp_path.rglob("retrieval.parquet")))
-    assert {"model", "pattern", "status", "overlap", "success"} <= set(table.columns)
+    assert {"model", "pattern", "status", "overlap", "success", "end_state", "polish_residual"} <= set(table.columns)
+    starts = pd.read_parquet(next(tmp_path.rglob("spurious.parquet")))
+    assert {"end_state", "residual", "polish_residual", "attractor"} <= set(starts.columns)
 
 
 def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> None:
