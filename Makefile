@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# conf/experiment/demo.yaml; one OpenMP thread, hopbench.threads' choice for N < 384 (spinning threads on busy cores
+# slow the row-wise solver many times)
 demo: $(STAMP)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/hopbench compare=true
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/hopbench experiment=demo
 
 test: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/pytest tests
