@@ -169,6 +169,28 @@ def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
     assert {"end_state", "residual", "polish_residual", "attractor"} <= set(starts.columns)
 
 
+def test_demo_shows_dead_neurons_that_eq4_cannot_certify_and_e3_can() -> None:
+    """experiment=demo (make demo): the original retrieves, its stored fixed points have dead neurons and eq. 4 is
+    inconclusive at some of them; E3 is inconclusive at none of the modified model's."""
+    from hopbench.analysis.metrics import retrieval, stability_at_patterns
+    from hopbench.core.system import compose as compose_system
+
+    settings = settings_from_config(compose_cfg(["experiment=demo", "logger=none"]), explicit={"experiment"})
+    assert settings.models() == ["original", "modified"]
+    found = {}
+    for name in settings.models():
+        system = compose_system(model=name, **settings.system, **settings.model_kwargs(name))
+        stab = stability_at_patterns(system, system.model, settings.solver, settings.stability,
+                                     max_points=settings.max_points, threshold=settings.retrieval["threshold"])
+        ret = retrieval(system, system.model, settings.cue, settings.solver, n_cues=2,
+                        threshold=settings.retrieval["threshold"])
+        found[name] = {**stab.scalars, **ret.scalars}
+    original, modified = found["original"], found["modified"]
+    assert original["retrieval_retrieved_fraction"] >= 0.9 and original["stable_fraction"] == 1.0
+    assert original["dead_fraction"] > 0 and original["energy_inconclusive_fraction"] > 0
+    assert modified["dead_fraction"] > 0 and modified["energy_inconclusive_fraction"] == 0
+
+
 def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> None:
     run(["-m", "model=original,modified", "activation=relu,tanh", "logger=none", "n_neurons=24",
          "spurious.n_states=10", "lyapunov.n_states=15", "retrieval.n_cues=2", "task.stability=false"], tmp_path)
