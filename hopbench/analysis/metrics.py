@@ -82,8 +82,10 @@ def retrieval(system: System, model: Model, cue: tuple[str, dict], solver: Solve
               threshold: float, record_energy: bool = False, end_states: EndStateConfig | None = None) -> Measurement:
     """§5.1: success when cosine(final activity, target) ≥ threshold (whatever the trajectory's status);
     nearest_accuracy when the final activity is within the threshold of its most similar stored pattern (± for ±1
-    data). Every end state is classified (``retrieval_<class>_fraction``; ``retrieval_retrieved_fraction`` counts
-    only polished fixed points at the target, so it is at most the accuracy plus what a polish moves)."""
+    data). Every end state is classified (``retrieval_<class>_fraction``, classes
+    :data:`~hopbench.analysis.end_states.CUE_CLASSES`): ``retrieval_retrieved_fraction`` counts only cues that end
+    at a polished fixed point at the target, while the accuracy also counts trajectories that stopped near the
+    target without reaching one (max_time, stall)."""
     X = system.data.patterns
     index, cues = make_cues(system, cue, n_cues)
     traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
@@ -114,13 +116,14 @@ def retrieval(system: System, model: Model, cue: tuple[str, dict], solver: Solve
 
 def spurious(system: System, model: Model, solver: SolverConfig, *, n_states: int, threshold: float,
              end_states: EndStateConfig | None = None) -> Measurement:
-    """§5.3: M random starts, each end state classified (``random_<class>_fraction``, :data:`START_CLASSES`).
+    """§5.3: M random starts, each end state classified (``random_<class>_fraction``, classes
+    :data:`~hopbench.analysis.end_states.START_CLASSES`).
 
     ``spurious_rate`` = spurious / (memory + spurious + trivial): the share of spurious fixed points among all end
     states that Newton polished to a fixed point (None when there is none); stalls, max_time and diverged
     trajectories are not in it. ``n_spurious_attractors``: distinct spurious fixed points (Euclidean distance in
-    activity space, :meth:`EndStates.attractors`); the trivial state, its own class, is one more attractor (the
-    ``attractor`` column).
+    activity space, :meth:`~hopbench.analysis.end_states.EndStates.attractors`); the trivial state, its own class,
+    is one more attractor (the ``attractor`` column).
     """
     cfg = end_states or EndStateConfig()
     states = system.data.sample(n_states, generator(system.seed, "states"))
