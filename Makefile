@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# conf/experiment/demo.yaml: original vs modified where dead neurons make eq. 4 inconclusive
 demo: $(STAMP)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/hopbench compare=true
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/hopbench experiment=demo
 
 test: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/pytest tests

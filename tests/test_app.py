@@ -147,9 +147,13 @@ def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
                     "n_spurious_attractors", "stored_fraction", "stable_fraction", "energy_certified_fraction",
                     "energy_inconclusive_fraction", "energy_unstable_fraction", "energy_jacobian_agreement",
                     "dead_fraction", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
-                    "trajectory_energy_increase_fraction", "converged_fraction", "status_counts"):
+                    "trajectory_energy_increase_fraction", "converged_fraction", "status_counts",
+                    "retrieval_stall_fraction", "random_stall_fraction", "random_trivial_fraction",
+                    "retrieval_end_state_counts", "random_end_state_counts", "lyapunov_end_state_counts"):
             assert key in metrics, key
         assert sum(metrics["status_counts"].values()) == 3 * max(1, round(0.05 * 24))  # every cue counted
+        assert sum(metrics["retrieval_end_state_counts"].values()) == sum(metrics["status_counts"].values())
+        assert sum(metrics["random_end_state_counts"].values()) == 20  # every random start has a class
         assert {"retrieval.parquet", "spurious.parquet", "stability.parquet", "lyapunov.parquet"} <= set(r["tables"])
         for name in r["tables"] + r["figures"]:
             assert (Path(next(tmp_path.rglob(name))).stat().st_size > 0)
@@ -160,7 +164,31 @@ def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
     assert original["models"]["original"]["strategy"] == "identity"
     assert any("does not apply to model=original" in n for n in original["notes"])
     table = pd.read_parquet(next(tmp_path.rglob("retrieval.parquet")))
-    assert {"model", "pattern", "status", "overlap", "success"} <= set(table.columns)
+    assert {"model", "pattern", "status", "overlap", "success", "end_state", "polish_residual"} <= set(table.columns)
+    starts = pd.read_parquet(next(tmp_path.rglob("spurious.parquet")))
+    assert {"end_state", "residual", "polish_residual", "attractor"} <= set(starts.columns)
+
+
+def test_demo_shows_dead_neurons_that_eq4_cannot_certify_and_e3_can() -> None:
+    """experiment=demo (make demo): the original retrieves, its stored fixed points have dead neurons and eq. 4 is
+    inconclusive at some of them; E3 is inconclusive at none of the modified model's."""
+    from hopbench.analysis.metrics import retrieval, stability_at_patterns
+    from hopbench.core.system import compose as compose_system
+
+    settings = settings_from_config(compose_cfg(["experiment=demo", "logger=none"]), explicit={"experiment"})
+    assert settings.models() == ["original", "modified"]
+    found = {}
+    for name in settings.models():
+        system = compose_system(model=name, **settings.system, **settings.model_kwargs(name))
+        stab = stability_at_patterns(system, system.model, settings.solver, settings.stability,
+                                     max_points=settings.max_points, threshold=settings.retrieval["threshold"])
+        ret = retrieval(system, system.model, settings.cue, settings.solver, n_cues=2,
+                        threshold=settings.retrieval["threshold"])
+        found[name] = {**stab.scalars, **ret.scalars}
+    original, modified = found["original"], found["modified"]
+    assert original["retrieval_retrieved_fraction"] >= 0.9 and original["stable_fraction"] == 1.0
+    assert original["dead_fraction"] > 0 and original["energy_inconclusive_fraction"] > 0
+    assert modified["dead_fraction"] > 0 and modified["energy_inconclusive_fraction"] == 0
 
 
 def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from hopbench import compose
 from hopbench.analysis.metrics import retrieval
-from hopbench.app.compose import compose_config, job_from_config
+from hopbench.app.compose import compose_config, compose_spec, job_from_config, system_spec
 from hopbench.app.configs import GROUPS, SOLVER_PRESETS, option_names
 from hopbench.core.activations import Tanh
 from hopbench.core.weights import Pseudoinverse
@@ -150,3 +150,27 @@ def test_compose_and_the_command_line_measure_the_same(model: str, activation: s
     for key in ("retrieval_accuracy", "mean_overlap", "converged_fraction"):
         assert m.scalars[key] == pytest.approx(results["metrics"][key], rel=1e-6, abs=1e-9)
     assert results["choices"]["strategy"] == system.model.strategy.name
+
+
+def _state(obj: object) -> object:
+    """An option object's class and parameters, comparable with ==."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, list | tuple):
+        return [_state(v) for v in obj]
+    if not hasattr(obj, "__dict__"):
+        return obj
+    return type(obj).__name__, {k: _state(v) for k, v in vars(obj).items()}
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, o in every_option()
+                                               if g in ("model", "activation", "strategy", "energy", "weights",
+                                                        "dataset")])
+def test_compose_without_hydra_builds_what_hydra_composes(group: str, option: str, npz_file: Path) -> None:
+    """compose()'s direct path (registries and constructor defaults) gives the same SystemSpec as the command line's
+    composition (Hydra, typed configs), option by option."""
+    options = {k: v for k, v in options_for(group, option, npz_file).items() if k not in ("cue", "task")}
+    direct = compose_spec(**options)
+    via_hydra = system_spec(compose_hydra(as_overrides(options)), explicit=set(options))
+    for field in dataclasses.fields(direct):
+        assert _state(getattr(direct, field.name)) == _state(getattr(via_hydra, field.name)), field.name

@@ -3,7 +3,10 @@
 Each measurement returns a :class:`Measurement`: scalar metrics (names as in the results format), per-item
 tables (one row per cue, state or fixed point) and raw data for figures. Fractions are over every item:
 diverged and unfinished trajectories count, and a quantity that cannot be computed is ``None`` with a count
-that says why, never a silent zero.
+that says why, never a silent zero. Every end state of a trajectory has a class of
+:mod:`hopbench.analysis.end_states`; its metrics are ``<measurement>_<class>_fraction`` (over all trajectories)
+and ``<measurement>_end_state_counts``, with the measurement ``retrieval`` (cues), ``random`` (the random starts of
+the spurious-memory search) or ``lyapunov`` (the cue trajectories of the Lyapunov check, counts only).
 """
 
 from __future__ import annotations
@@ -15,19 +18,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torchdiffeq import odeint
 
 from hopbench.analysis.descent import condition11, energy_rate
+from hopbench.analysis.end_states import EndStateConfig, EndStates, classify, cosine, similarities
 from hopbench.analysis.stability import ENERGY_VERDICTS, JACOBIAN_VERDICTS, StabilityConfig, analyse, summarise
 from hopbench.core.data import Corruption
 from hopbench.core.models import Model
 from hopbench.core.system import System, generator
 from hopbench.solve import SolverConfig, Trajectories, integrate, polish
 
-__all__ = ["Measurement", "cosine", "lyapunov_check", "retrieval", "spurious", "stability_at_patterns"]
+__all__ = ["Measurement", "lyapunov_check", "make_cues", "retrieval", "spurious", "stability_at_patterns"]
 
 
 @dataclass
@@ -35,21 +37,6 @@ class Measurement:
     scalars: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def cosine(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise cosine (B,) of a, b (B, N). A zero vector matches nothing: its cosine is 0 by definition."""
-    norms = a.norm(dim=-1) * b.norm(dim=-1)
-    return torch.where(norms > 0, (a * b).sum(-1) / norms.clamp_min(torch.finfo(a.dtype).tiny),
-                       torch.zeros_like(norms))
-
-
-def similarities(a: Tensor, patterns: Tensor, sign_symmetric: bool) -> Tensor:
-    """Cosines (B, P) of activities a (B, N) with every stored pattern (|cos| for ±1 data: ±ξ match)."""
-    an = a / a.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
-    pn = patterns / patterns.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
-    sims = an @ pn.T
-    return sims.abs() if sign_symmetric else sims
 
 
 def _finite_mean(x: Tensor) -> float | None:
@@ -65,14 +52,6 @@ def _status_scalars(traj: Trajectories) -> dict[str, Any]:
     counts = traj.counts()
     return {"status_counts": counts, "converged_fraction": counts["converged"] / max(1, len(traj.status)),
             "mean_nfe": float(traj.nfe.double().mean()), "mean_time": float(traj.t.mean())}
-
-
-def stalled(model: Model, traj: Trajectories, solver: SolverConfig) -> tuple[Tensor, Tensor]:
-    """Residual ‖r‖∞ (B,) at the final states, and which converged trajectories stalled: ẋ = R r ≈ 0 while
-    ‖r‖∞ > 100·tol (a singular R stops the flow away from any fixed point)."""
-    with torch.no_grad():
-        residual = model.residual(traj.x).abs().amax(-1).double().cpu()
-    return residual, (traj.status == 0).cpu() & (residual > 100 * solver.tol)
 
 
 def _activity(system: System, model: Model, x: Tensor) -> Tensor:
@@ -93,10 +72,20 @@ def _start(system: System, model: Model, activities: Tensor) -> Tensor:
     return model.initial_state(a0)
 
 
+def _end_state_columns(ends: EndStates) -> dict[str, Any]:
+    """Per-item columns of the taxonomy: class, residual where the trajectory ended, residual after Newton."""
+    return {"end_state": ends.names(), "residual": ends.residual.numpy(),
+            "polish_residual": ends.polish_residual.numpy()}
+
+
 def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfig, *, n_cues: int,
-              threshold: float, record_energy: bool = False) -> Measurement:
-    """§5.1: success when cosine(final activity, target) ≥ threshold; nearest_accuracy when the final activity
-    is within the threshold of its most similar stored pattern (± for ±1 data)."""
+              threshold: float, record_energy: bool = False, end_states: EndStateConfig | None = None) -> Measurement:
+    """§5.1: success when cosine(final activity, target) ≥ threshold (whatever the trajectory's status);
+    nearest_accuracy when the final activity is within the threshold of its most similar stored pattern (± for ±1
+    data). Every end state is classified (``retrieval_<class>_fraction``, classes
+    :data:`~hopbench.analysis.end_states.CUE_CLASSES`): ``retrieval_retrieved_fraction`` counts only cues that end
+    at a polished fixed point at the target, while the accuracy also counts trajectories that stopped near the
+    target without reaching one (max_time, stall)."""
     X = system.data.patterns
     index, cues = make_cues(system, cue, n_cues)
     traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
@@ -106,13 +95,13 @@ def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfi
     sims = similarities(a, X, system.data.sign_symmetric)
     best, nearest = sims.max(-1)
     nearest_ok = torch.isfinite(best) & (best >= threshold)
-    residual, stall = stalled(model, traj, solver)
+    ends = classify(system, model, traj, solver, threshold=threshold, targets=index, config=end_states)
     scalars = {
         "retrieval_accuracy": float(success.double().mean()),
         "nearest_accuracy": float(nearest_ok.double().mean()),
         "mean_overlap": _finite_mean(overlap),
         "n_nonfinite_overlap": int((~torch.isfinite(overlap)).sum()),
-        "stalled_fraction": float(stall.double().mean()),
+        **ends.scalars("retrieval"),
         **_status_scalars(traj),
     }
     table = pd.DataFrame({
@@ -120,48 +109,39 @@ def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfi
         "status": traj.status_names(), "t": traj.t.cpu().numpy(), "nfe": traj.nfe.cpu().numpy(),
         "speed": traj.speed.double().cpu().numpy(), "overlap": overlap.numpy(), "success": success.numpy(),
         "nearest_pattern": nearest.numpy(), "nearest_similarity": best.numpy(), "nearest_success": nearest_ok.numpy(),
-        "residual": residual.numpy(), "stalled": stall.numpy(),
+        **_end_state_columns(ends),
     })
-    return Measurement(scalars, {"retrieval": table}, {"trajectories": traj, "overlap": overlap})
-
-
-def _clusters(a: Tensor, sign_symmetric: bool, threshold: float) -> np.ndarray:
-    """Connected components of activities (S, N) linked at cosine ≥ threshold; zero activities form one."""
-    if a.shape[0] == 0:
-        return np.zeros(0, dtype=int)
-    zero = a.norm(dim=-1) == 0
-    sims = similarities(a, a, sign_symmetric)
-    adjacency = (sims >= threshold) | (zero.unsqueeze(0) & zero.unsqueeze(1))
-    return connected_components(csr_matrix(adjacency.numpy()), directed=False)[1]
+    return Measurement(scalars, {"retrieval": table}, {"trajectories": traj, "overlap": overlap, "end_states": ends})
 
 
 def spurious(system: System, model: Model, solver: SolverConfig, *, n_states: int, threshold: float,
-             cluster_threshold: float) -> Measurement:
-    """§5.3: of the random starts that converge, the fraction whose fixed point matches no stored pattern."""
-    X = system.data.patterns
+             end_states: EndStateConfig | None = None) -> Measurement:
+    """§5.3: M random starts, each end state classified (``random_<class>_fraction``, classes
+    :data:`~hopbench.analysis.end_states.START_CLASSES`).
+
+    ``spurious_rate`` = spurious / (memory + spurious + trivial): the share of spurious fixed points among all end
+    states that Newton polished to a fixed point (None when there is none); stalls, max_time and diverged
+    trajectories are not in it. ``n_spurious_attractors``: distinct spurious fixed points (Euclidean distance in
+    activity space, :meth:`~hopbench.analysis.end_states.EndStates.attractors`); the trivial state, its own class,
+    is one more attractor (the ``attractor`` column).
+    """
+    cfg = end_states or EndStateConfig()
     states = system.data.sample(n_states, generator(system.seed, "states"))
     traj = integrate(model, _start(system, model, states), solver)
-    a = _activity(system, model, traj.x)
-    best, nearest = similarities(a, X, system.data.sign_symmetric).max(-1)
-    converged = (traj.status == 0).cpu()
-    memory = torch.isfinite(best) & (best >= threshold)
-    spur = converged & ~memory
-    residual, stall = stalled(model, traj, solver)
-    labels = np.full(n_states, -1)
-    labels[spur.numpy()] = _clusters(a[spur], system.data.sign_symmetric, cluster_threshold)
-    n_conv = int(converged.sum())
+    ends = classify(system, model, traj, solver, threshold=threshold, config=cfg)
+    best, nearest = similarities(ends.activity, system.data.patterns, system.data.sign_symmetric).max(-1)
+    labels = ends.attractors(cfg)
+    counts = ends.counts()
     scalars = {
-        "spurious_rate": _ratio(int(spur.sum()), n_conv),
-        "n_spurious_attractors": len(set(labels[labels >= 0].tolist())),
-        "spurious_non_converged_fraction": 1.0 - n_conv / n_states,
-        "spurious_stalled_fraction": _ratio(int((spur & stall).sum()), int(spur.sum())),
+        "spurious_rate": _ratio(counts["spurious"], counts["memory"] + counts["spurious"] + counts["trivial"]),
+        "n_spurious_attractors": len(set(labels[ends.mask("spurious").numpy()].tolist())),
+        **ends.scalars("random"),
         "spurious_status_counts": traj.counts(),
     }
-    table = pd.DataFrame({"state": np.arange(n_states), "status": traj.status_names(),
+    table = pd.DataFrame({"state": np.arange(n_states), "status": traj.status_names(), **_end_state_columns(ends),
                           "best_pattern": nearest.numpy(), "best_similarity": best.numpy(),
-                          "is_memory": memory.numpy(), "spurious_cluster": labels, "residual": residual.numpy(),
-                          "stalled": stall.numpy()})
-    return Measurement(scalars, {"spurious": table})
+                          "relative_norm": (ends.activity.norm(dim=-1) / ends.scale).numpy(), "attractor": labels})
+    return Measurement(scalars, {"spurious": table}, {"end_states": ends})
 
 
 def fixed_points_from_patterns(system: System, model: Model, solver: SolverConfig, max_points: int, *,
@@ -240,11 +220,18 @@ def _along_trajectories(model: Model, x0: Tensor, solver: SolverConfig) -> Tenso
 
 
 def lyapunov_check(system: System, model: Model, cue: Corruption, solver: SolverConfig, *, n_states: int,
-                   tol: float, trace_rtol: float, trajectories: Trajectories | None = None) -> Measurement:
+                   tol: float, trace_rtol: float, threshold: float, trajectories: Trajectories | None = None,
+                   end_states: EndStates | None = None, end_state_config: EndStateConfig | None = None
+                   ) -> Measurement:
     """§5.6 (a) at cues, random states and states along trajectories; (b) energy rises between solver steps
-    along the cue trajectories (``trajectories`` must carry an energy trace; else they are integrated here)."""
+    along cue trajectories: ``trajectories`` with an energy trace and their classified ``end_states`` (both or
+    neither, e.g. from :func:`retrieval`), else cue trajectories integrated and classified here. Their end states
+    are counted in ``lyapunov_end_state_counts`` and listed with the energy rises in the ``lyapunov_trajectories``
+    table."""
+    if (trajectories is None) != (end_states is None):
+        raise ValueError("lyapunov_check: give trajectories and their end_states together, or neither")
     k = max(1, n_states // 3)
-    _, cues = make_cues(system, cue, math.ceil(k / system.data.n_patterns))
+    index, cues = make_cues(system, cue, math.ceil(k / system.data.n_patterns))
     cue_states = _start(system, model, cues[torch.randperm(cues.shape[0], generator=generator(system.seed, "lyap"))
                                            [:k]])
     random_states = _start(system, model, system.data.sample(k, generator(system.seed, "lyapunov-states")))
@@ -268,7 +255,12 @@ def lyapunov_check(system: System, model: Model, cue: Corruption, solver: Solver
         rows["condition11_min_eig"] = cond["min_eig"].cpu().numpy()
     if trajectories is None or trajectories.trace is None:
         trajectories = integrate(model, _start(system, model, cues), solver, record_energy=True)
+        end_states = classify(system, model, trajectories, solver, threshold=threshold, targets=index,
+                              config=end_state_config)
     rises = trajectories.trace.increases(trace_rtol)
     scalars["trajectory_energy_increase_fraction"] = float(rises.double().mean())
-    return Measurement(scalars, {"lyapunov": pd.DataFrame(rows)}, {"trace": trajectories.trace})
-
+    scalars["lyapunov_end_state_counts"] = end_states.counts()
+    per_trajectory = pd.DataFrame({"trajectory": np.arange(len(rises)), "status": trajectories.status_names(),
+                                   **_end_state_columns(end_states), "energy_increase": rises.cpu().numpy()})
+    return Measurement(scalars, {"lyapunov": pd.DataFrame(rows), "lyapunov_trajectories": per_trajectory},
+                       {"trace": trajectories.trace})

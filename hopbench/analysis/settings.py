@@ -28,15 +28,13 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class SpuriousSettings:
-    """§5.3: ``n_states`` random starting states; end states within ``cluster_threshold`` of each other
-    count as one attractor."""
+    """§5.3: ``n_states`` random starting states (their end states are classified with the ``end_states``
+    tolerances)."""
 
     n_states: int = 200
-    cluster_threshold: float = 0.99
 
     def __post_init__(self) -> None:
         number("spurious.n_states", self.n_states, at_least=1, integer=True)
-        number("spurious.cluster_threshold", self.cluster_threshold, above=0, at_most=1)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ instantiates it into a checked :class:`~hopbench.app.job.Job`; :func:`compose` r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib.resources
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,15 +30,18 @@ from hopbench import threads
 from hopbench.app.configs import GROUPS, HopbenchConfig, register
 from hopbench.app.job import Job
 from hopbench.core.system import System, SystemSpec, build_system, resolve_n_patterns
+from hopbench.core.weights import Bias
 from hopbench.errors import ConfigError, number
 
-__all__ = ["CONFIG_MODULE", "OPTION_KEYS", "compose", "compose_config", "config_errors", "explicit_keys",
-           "job_from_config", "system_spec"]
+__all__ = ["CONFIG_MODULE", "OPTION_KEYS", "compose", "compose_config", "compose_spec", "config_errors",
+           "default_choices", "explicit_keys", "job_from_config", "system_spec"]
 
 CONFIG_MODULE = "hopbench.conf"
 #: keys that select a config group option (a name) or take an option object in :func:`compose`
 OPTION_KEYS = (*GROUPS, "solver")
 _SYSTEM_GROUPS = ("model", "activation", "strategy", "energy", "weights", "dataset")
+#: the keys :func:`compose` takes for a system
+_SYSTEM_KEYS = (*_SYSTEM_GROUPS, "bias", "n_neurons", "n_patterns", "load", "seed", "device", "dtype", "cue_map")
 _TOP_LEVEL = tuple(k for k in HopbenchConfig.__dataclass_fields__ if k not in (*GROUPS, "solver"))
 
 
@@ -243,7 +249,8 @@ def job_from_config(cfg: DictConfig, *, explicit: set[str] | None = None,
     if setting != "auto":
         number("threads", setting, at_least=1, integer=True)
     parts = {key: objects[key] if key in objects else _instantiate(cfg[key], key)
-             for key in ("task", "cue", "solver", "stability", "retrieval", "spurious", "lyapunov", "logger")}
+             for key in ("task", "cue", "solver", "stability", "retrieval", "spurious", "lyapunov", "end_states",
+                         "logger")}
     return Job(system=spec, compare=cfg.compare, threads=threads.choose(setting, spec.n_neurons), notes=tuple(notes),
                **parts)
 
@@ -251,10 +258,50 @@ def job_from_config(cfg: DictConfig, *, explicit: set[str] | None = None,
 def compose(*overrides: str, **options: Any) -> System:
     """A system by names, exactly as the command line builds it, e.g.
     ``compose(model="modified", activation="tanh", n_neurons=100, load=0.05)`` or with objects,
-    ``compose(activation=Tanh(beta=2), weights=Pseudoinverse())``. See :func:`compose_config`."""
+    ``compose(activation=Tanh(beta=2), weights=Pseudoinverse())``; ``overrides`` are command-line strings
+    (``"experiment=..."``, ``"activation.beta=2"``). See :func:`compose_config`."""
+    return build_system(compose_spec(*overrides, **options))
+
+
+def compose_spec(*overrides: str, **options: Any) -> SystemSpec:
+    """The checked :class:`SystemSpec` of :func:`compose`. Without command-line strings the options are built
+    straight from the registries (the constructors' defaults are the typed configs' defaults, and the default
+    choices are conf/config.yaml's), which is what Hydra would compose, minus its cost; with strings, Hydra
+    composes them."""
     objects = {k: v for k, v in options.items() if k in OPTION_KEYS and not isinstance(v, str)}
     if "bias" in options and not isinstance(options["bias"], Mapping | DictConfig):
         objects["bias"] = options["bias"]
     rest = {k: v for k, v in options.items() if k not in objects}
-    cfg = compose_config(*overrides, **rest)
-    return build_system(system_spec(cfg, explicit=explicit_keys(list(overrides)) | set(rest), objects=objects))
+    if overrides:
+        cfg = compose_config(*overrides, **rest)
+        return system_spec(cfg, explicit=explicit_keys(list(overrides)) | set(rest), objects=objects)
+    unknown = sorted(set(rest) - {*_SYSTEM_KEYS, *(f"{g}_params" for g in _SYSTEM_GROUPS)})
+    if unknown:
+        raise ConfigError(unknown[0], rest[unknown[0]], "not an option of a system",
+                          allowed=[*_SYSTEM_KEYS, *(f"{g}_params" for g in _SYSTEM_GROUPS)])
+    top = {f.name: f.default for f in dataclasses.fields(HopbenchConfig) if f.name in _SYSTEM_KEYS}
+    top.update({k: v for k, v in rest.items() if k in top})
+    if "n_patterns" in rest and "load" not in rest:
+        top["load"] = None
+    elif "load" in rest and "n_patterns" not in rest:
+        top["n_patterns"] = None
+    parts = {}
+    for group in _SYSTEM_GROUPS:
+        if group in objects:
+            parts[group] = objects[group]
+            continue
+        name = rest.get(group, default_choices()[group])
+        parts[group] = None if name == "auto" else GROUPS[group].build(name, rest.get(f"{group}_params"))
+    bias = objects.get("bias") or Bias(**dict(rest.get("bias") or {}))
+    n_neurons = int(number("n_neurons", top["n_neurons"], at_least=1, integer=True))
+    return SystemSpec(**parts, bias=bias, n_neurons=n_neurons,
+                      n_patterns=resolve_n_patterns(n_neurons, top["n_patterns"], top["load"]), seed=top["seed"],
+                      device=top["device"], dtype=top["dtype"], cue_map=top["cue_map"])
+
+
+@functools.cache
+def default_choices() -> dict[str, str]:
+    """Each group's default option, read from conf/config.yaml's defaults list."""
+    text = importlib.resources.files(CONFIG_MODULE).joinpath("config.yaml").read_text()
+    entries = OmegaConf.create(text).defaults
+    return {k: v for entry in entries if isinstance(entry, Mapping) for k, v in entry.items()}

@@ -18,6 +18,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from hydra_zen import builds
 
+from hopbench.analysis.end_states import EndStateConfig
 from hopbench.analysis.settings import LyapunovSettings, RetrievalSettings, SpuriousSettings
 from hopbench.analysis.stability import StabilityConfig
 from hopbench.app.tasks import TASKS
@@ -57,6 +58,7 @@ RetrievalConfig = _config(RetrievalSettings)
 SpuriousConfig = _config(SpuriousSettings)
 StabilitySettingsConfig = _config(StabilityConfig)
 LyapunovConfig = _config(LyapunovSettings)
+EndStatesConfig = _config(EndStateConfig)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class HopbenchConfig:
     spurious: Any = field(default_factory=SpuriousConfig)
     stability: Any = field(default_factory=StabilitySettingsConfig)
     lyapunov: Any = field(default_factory=LyapunovConfig)
+    end_states: Any = field(default_factory=EndStatesConfig)
 
 
 def option_names(group: str) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from hopbench import threads
+from hopbench.analysis.end_states import EndStateConfig
 from hopbench.analysis.settings import LyapunovSettings, RetrievalSettings, SpuriousSettings
 from hopbench.analysis.stability import StabilityConfig
 from hopbench.app.tracking import Logger
@@ -58,6 +59,7 @@ class Job:
     retrieval: RetrievalSettings
     spurious: SpuriousSettings
     lyapunov: LyapunovSettings
+    end_states: EndStateConfig
     logger: Logger
     threads: int
     notes: tuple[str, ...] = ()

@@ -15,12 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+from hopbench.analysis.end_states import ALL_CLASSES
+
 __all__ = ["HEADLINES", "collect", "main", "rows_from_results", "summary_text", "warnings_for"]
 
 _MODEL = ["model", "strategy", "energy", "activation", "weights", "n_neurons"]
 #: the columns a researcher reads first, per task: each task's table shows its own answer
 HEADLINES = {
-    "evaluate": [*_MODEL, "load", "retrieval_accuracy", "spurious_rate", "stable_fraction", "dead_fraction",
+    "evaluate": [*_MODEL, "load", "retrieval_accuracy", "spurious_rate", "n_spurious_attractors", "stable_fraction",
+                 "dead_fraction",
                  "energy_inconclusive_fraction", "lyapunov_violation_fraction", "converged_fraction",
                  "theory_backed", "time_s", "status"],
     "train": [*_MODEL, "load", "train_loss_final", "train_steps", "train_time_s", "retrieval_accuracy",
@@ -35,7 +38,8 @@ HEADLINES = {
     "reproduce": ["reproduction", "claims_passed", "claims", "passed", "time_s", "status"],
 }
 FAILED = ["run_dir", "task", "status", "error"]
-BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "stable_fraction",
+BAR_METRICS = ["retrieval_accuracy", "nearest_accuracy", "spurious_rate", "random_trivial_fraction",
+               "random_stall_fraction", "stable_fraction",
                "energy_certified_fraction", "energy_inconclusive_fraction", "energy_jacobian_agreement",
                "dead_fraction", "lyapunov_violation_fraction", "trajectory_energy_increase_fraction"]
 #: a warning when more than this fraction of a measurement's trajectories did not reach a steady state
@@ -68,21 +72,24 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
         which = config.get("task", {}).get("which")
         return [{**{k: base[k] for k in ("run_dir", "status", "error", "task", "seed", "config_hash", "device")},
                  "reproduction": which, **_scalars(results.get("metrics", {}))}]
-    primary = chosen.get("model")
-    per_model = results.get("comparison") or {primary: results.get("metrics", {})}
     rows = []
-    for name, metrics in per_model.items():
+    for name, metrics in _per_model(results).items():
         info = results.get("models", {}).get(name, {})
         rows.append({**base, "model": name, "strategy": info.get("strategy"), "energy": info.get("energy"),
                      "theory_backed": info.get("theory_backed"), **_scalars(metrics)})
     return rows
 
 
+def _per_model(results: dict) -> dict[str, dict]:
+    """Metrics of each model of a run (one model unless ``compare=true``)."""
+    primary = (results.get("choices") or {}).get("model")
+    return results.get("comparison") or {primary: results.get("metrics") or {}}
+
+
 def warnings_for(results: dict) -> list[str]:
     """What a reader of the headline numbers must know: most trajectories never settled, no answer found."""
     out = []
-    per_model = results.get("comparison") or {(results.get("choices") or {}).get("model"): results.get("metrics", {})}
-    for name, metrics in per_model.items():
+    for name, metrics in _per_model(results).items():
         for label, key in (("cue", "status_counts"), ("random-start", "spurious_status_counts")):
             counts = metrics.get(key) or {}
             total = sum(counts.values())
@@ -127,7 +134,32 @@ def _format(frame: pd.DataFrame) -> str:
 def summary_text(results: Sequence[dict], title: str = "") -> str:
     """The headline table of one or more runs (the task's own columns; null shown as —)."""
     frame = pd.DataFrame([row for r in results for row in rows_from_results(r)])
-    return (f"\n== {title}\n" if title else "") + _format(frame)
+    text = (f"\n== {title}\n" if title else "") + _format(frame)
+    ends = _end_states(results)
+    if not ends.empty:
+        text += ("\n\nend states: count (fraction of the cues / random starts); spurious_rate = spurious / fixed "
+                 "points\n" + ends.to_string())
+    return text
+
+
+def _end_states(results: Sequence[dict]) -> pd.DataFrame:
+    """The end-state classes side by side: a column per measurement (cues, random starts) and model."""
+    columns: dict[str, dict[str, str]] = {}
+    for label, prefix in (("cues", "retrieval"), ("random starts", "random")):
+        for result in results:
+            for model, metrics in _per_model(result).items():
+                counts = metrics.get(f"{prefix}_end_state_counts")
+                if not counts:
+                    continue
+                total = sum(counts.values())
+                column = {c: f"{counts[c]} ({counts[c] / total:.3g})" if c in counts else "" for c in ALL_CLASSES}
+                column["all"] = str(total)
+                if prefix == "random":
+                    rate = metrics.get("spurious_rate")
+                    column["spurious_rate"] = "—" if rate is None else f"{rate:.3g}"
+                    column["n_spurious_attractors"] = str(metrics.get("n_spurious_attractors", "—"))
+                columns[f"{model}: {label}"] = column
+    return pd.DataFrame(columns).fillna("")
 
 
 def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:

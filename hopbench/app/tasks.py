@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hopbench.analysis.curves import alpha_crossing
+from hopbench.analysis.end_states import CUE_CLASSES
 from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
 from hopbench.analysis.training import TrainConfig, train
 from hopbench.app import plots
@@ -146,22 +147,22 @@ def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dic
     for name, system in _progress(systems.items(), "models"):
         model, metrics, timing = system.model, {}, {}
         record = parts.lyapunov and job.lyapunov.record_trajectories
-        rec_traj = None
+        rec_traj = rec_ends = None
         start = _clock(system.device)
         if parts.retrieval:
             log.info("%s: retrieval of %d cues", name, system.data.n_patterns * job.retrieval.n_cues)
             m = retrieval(system, model, job.cue, job.solver, n_cues=job.retrieval.n_cues,
-                          threshold=job.retrieval.threshold, record_energy=record)
+                          threshold=job.retrieval.threshold, record_energy=record, end_states=job.end_states)
             metrics.update(m.scalars)
             _collect(tables, m, model=name)
             overlaps[name] = m.extras["overlap"].numpy()
-            rec_traj = m.extras["trajectories"]
+            rec_traj, rec_ends = m.extras["trajectories"], m.extras["end_states"]
             timing["retrieval_s"] = _clock(system.device) - start
         if parts.spurious:
             log.info("%s: spurious-memory search from %d random states", name, job.spurious.n_states)
             t0 = _clock(system.device)
             m = spurious(system, model, job.solver, n_states=job.spurious.n_states,
-                         threshold=job.retrieval.threshold, cluster_threshold=job.spurious.cluster_threshold)
+                         threshold=job.retrieval.threshold, end_states=job.end_states)
             metrics.update(m.scalars)
             _collect(tables, m, model=name)
             timing["spurious_s"] = _clock(system.device) - t0
@@ -179,7 +180,9 @@ def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dic
             log.info("%s: Lyapunov check at %d states", name, job.lyapunov.n_states)
             t0 = _clock(system.device)
             m = lyapunov_check(system, model, job.cue, job.solver, n_states=job.lyapunov.n_states,
-                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol, trajectories=rec_traj)
+                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol,
+                               threshold=job.retrieval.threshold, trajectories=rec_traj, end_states=rec_ends,
+                               end_state_config=job.end_states)
             metrics.update(m.scalars)
             _collect(tables, m, model=name)
             traces[name] = m.extras["trace"]
@@ -252,10 +255,11 @@ class Capacity(Task):
                 system = job.build(n_patterns=P)[name]
                 info.update(model_info(system.model))
                 m = retrieval(system, system.model, job.cue, job.solver, n_cues=job.retrieval.n_cues,
-                              threshold=job.retrieval.threshold)
+                              threshold=job.retrieval.threshold, end_states=job.end_states)
                 points[P] = {"model": name, "n_patterns": P, "load": P / N,
                              **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
-                                                          "converged_fraction")}}
+                                                          "converged_fraction")},
+                             **{f"retrieval_{c}_fraction": m.scalars[f"retrieval_{c}_fraction"] for c in CUE_CLASSES}}
             return points[P]["retrieval_accuracy"]
 
         bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
@@ -374,7 +378,8 @@ class LyapunovCheck(Task):
         for name, system in job.build().items():
             start = time.perf_counter()
             m = lyapunov_check(system, system.model, job.cue, job.solver, n_states=job.lyapunov.n_states,
-                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol)
+                               tol=job.lyapunov.tol, trace_rtol=job.lyapunov.trajectory_rtol,
+                               threshold=job.retrieval.threshold, end_state_config=job.end_states)
             per_model[name] = {**m.scalars, "time_s": time.perf_counter() - start}
             info[name] = model_info(system.model)
             traces[name] = m.extras["trace"]

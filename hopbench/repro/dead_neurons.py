@@ -52,6 +52,7 @@ from hopbench import compose
 from hopbench.analysis.metrics import retrieval, spurious, stability_at_patterns
 from hopbench.analysis.stability import JACOBIAN_VERDICTS, StabilityConfig, analyse
 from hopbench.core.activations import ThresholdLinear
+from hopbench.core.data import Flip
 from hopbench.core.models import Model
 from hopbench.core.system import System, generator
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
@@ -145,7 +146,7 @@ def probe_fixed_points(system: System, model64: Model, solver: SolverConfig, n: 
 def measure(pair: dict[str, System], params: dict, solver: SolverConfig, config: StabilityConfig
             ) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
     """Summary rows (one per model), per-point stability rows and correspondence rows for one memory."""
-    fp_tol, cue = float(params["fixed_point_tol"]), ("flip", {"level": float(params["cue_level"])})
+    fp_tol, cue = float(params["fixed_point_tol"]), Flip(level=float(params["cue_level"]))
     rows, points, fixed = [], [], {}
     for name, system in pair.items():
         model = system.model
@@ -164,8 +165,7 @@ def measure(pair: dict[str, System], params: dict, solver: SolverConfig, config:
                        torch.tensor([JACOBIAN_VERDICTS.index(v) for v in table["jacobian_verdict"][
                            table["is_fixed_point"]]], dtype=torch.long))
         ret = retrieval(system, model, cue, solver, n_cues=int(params["n_cues"]), threshold=params["threshold"])
-        spu = spurious(system, model, solver, n_states=int(params["n_states"]), threshold=params["threshold"],
-                       cluster_threshold=0.99)
+        spu = spurious(system, model, solver, n_states=int(params["n_states"]), threshold=params["threshold"])
         rows.append(_summary_row(name, system, st.scalars, table, ret.scalars, spu.scalars))
     orig64, y_fixed, y_verdicts = fixed["original"]
     mod64, u_fixed, u_verdicts = fixed["modified"]
@@ -194,11 +194,11 @@ def _summary_row(name: str, system: System, stab: dict, table: pd.DataFrame, ret
            "fixed_point_fraction": float(fp.mean()), "points_with_dead_neurons": float((table["dead_fraction"] > 0)
                                                                                         .mean()),
            "at_kink_fraction": float(table["at_kink"].mean()),
-           **{k: ret[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap", "stalled_fraction",
+           **{k: ret[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap", "retrieval_stall_fraction",
                                   "converged_fraction")},
            **{f"retrieval_{k}": v for k, v in ret["status_counts"].items()},
-           **{k: spu[k] for k in ("spurious_rate", "n_spurious_attractors", "spurious_non_converged_fraction",
-                                  "spurious_stalled_fraction")}}
+           **{k: spu[k] for k in ("spurious_rate", "n_spurious_attractors", "random_stall_fraction",
+                                  "random_trivial_fraction", "random_max_time_fraction", "random_diverged_fraction")}}
     return row
 
 

@@ -53,6 +53,7 @@ import torch
 from hopbench import compose
 from hopbench.analysis.curves import alpha_crossing
 from hopbench.analysis.metrics import retrieval
+from hopbench.core.data import Flip
 from hopbench.core.system import System
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
 from hopbench.solve import STATUSES, SolverConfig
@@ -99,7 +100,7 @@ def pattern_counts(n: int, loads: Sequence[float]) -> list[int]:
 
 def measure(system: System, solver: SolverConfig, *, flip: float, n_cues: int, threshold: float) -> dict:
     """One network: the engine's retrieval measurement plus the sign overlap of the same final states."""
-    m = retrieval(system, system.model, ("flip", {"level": flip}), solver, n_cues=n_cues, threshold=threshold)
+    m = retrieval(system, system.model, Flip(level=flip), solver, n_cues=n_cues, threshold=threshold)
     table = m.tables["retrieval"]
     traj = m.extras["trajectories"]
     with torch.no_grad():
@@ -111,7 +112,7 @@ def measure(system: System, solver: SolverConfig, *, flip: float, n_cues: int, t
             "nearest_accuracy": s["nearest_accuracy"], "mean_overlap": s["mean_overlap"],
             "sign_accuracy": float((sign_overlap >= threshold).double().mean()),
             "mean_sign_overlap": float(sign_overlap.mean()), "n_nonfinite_overlap": s["n_nonfinite_overlap"],
-            "converged_fraction": s["converged_fraction"], "stalled_fraction": s["stalled_fraction"],
+            "converged_fraction": s["converged_fraction"], "stalled_fraction": s["retrieval_stall_fraction"],
             **{k: s["status_counts"][k] for k in STATUSES}, "mean_nfe": s["mean_nfe"], "mean_time": s["mean_time"],
             "solver_notes": len(traj.notes)}
 
