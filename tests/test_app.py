@@ -1,5 +1,5 @@
-"""The application: every config composes, bad input is one line, runs write complete results, sweeps go on
-after a failing job, the report aggregates, wandb offline runs carry the right group and job type."""
+"""The application: runs in this process (so coverage sees tasks, runner and report) write complete, honest
+results; the command line's exit codes, sweeps, the report and wandb offline runs in fresh processes."""
 
 from __future__ import annotations
 
@@ -12,178 +12,166 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hopbench.app.settings import settings_from_config
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from hopbench.app.cli import CONF_DIR, GROUPS, preflight
+from hopbench.analysis.metrics import retrieval, stability_at_patterns
+from hopbench.app import runner, tasks
+from hopbench.app.compose import job_from_config
+from hopbench.app.report import main as report_main
+from hopbench.app.report import warnings_for
 from hopbench.app.tracking import atomic_path, json_safe, write_json
-from hopbench.errors import ConfigError
+from tests.conftest import compose_hydra, run_inprocess
 
+ROOT = Path(__file__).resolve().parent.parent
 HOPBENCH = [sys.executable, "-m", "hopbench.app.cli"]
 REQUIRED_RESULT_KEYS = {"config", "config_hash", "task", "status", "metrics", "theory_backed", "timing", "device",
-                        "versions", "system", "models", "tables", "figures"}
-
-#: what each option needs beside it to form a valid run
-COMPANIONS = {
-    ("dataset", "digits"): ["n_neurons=64"],
-    ("dataset", "lognormal"): ["cue=gaussian"],
-    ("dataset", "gaussian"): ["cue=gaussian"],
-    ("energy", "eq14"): ["model=modified_y"],
-    ("energy", "e1"): ["model=modified"],
-    ("energy", "e2"): ["model=modified"],
-    ("energy", "e3"): ["model=modified"],
-    ("energy", "combined"): ["model=modified"],
-    ("strategy", "y_i_minus_w_lambda"): ["model=modified_y"],
-    ("strategy", "y_i_minus_lambda_wt"): ["model=modified_y"],
-}
-
-
-@pytest.fixture
-def npz_file(tmp_path: Path) -> Path:
-    path = tmp_path / "patterns.npz"
-    np.savez(path, patterns=np.random.default_rng(0).choice([-1.0, 1.0], size=(40, 100)))
-    return path
-
-
-def compose_cfg(overrides: list[str], hydra_node: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=hydra_node)
-
-
-def every_option() -> list[tuple[str, str]]:
-    return [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
-
-
-@pytest.mark.parametrize(("group", "option"), every_option())
-def test_every_config_composes_and_validates(group: str, option: str, npz_file: Path) -> None:
-    overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
-    if group == "strategy" and option not in ("auto", "identity") and not overrides[1:]:
-        overrides.append("model=modified")
-    if (group, option) == ("dataset", "npz"):
-        overrides += [f"dataset.path={npz_file}", "dataset.kind=bipolar"]
-    if group == "experiment":
-        overrides.append("logger=none")
-    settings = settings_from_config(compose_cfg(overrides), explicit={o.split("=")[0] for o in overrides})
-    assert settings.n_neurons > 0
-
-
-BAD_INPUTS = [
-    (["activation=foo"], r"^activation='foo': unknown option \(allowed: gelu, .*tanh, threshold_linear\)$"),
-    (["n_neurons=0"], r"^n_neurons=0: must be a positive integer$"),
-    (["n_neurons=-3"], r"^n_neurons=-3: must be a positive integer$"),
-    (["load=0"], r"^load=0(\.0)?: must be > 0$"),
-    (["load=-0.1"], r"^load=-0\.1: must be > 0$"),
-    (["weights=pseudoinverse", "n_patterns=150"], r"^n_patterns=150: weights=pseudoinverse stores at most N = 100"),
-    (["dataset=npz", "dataset.path=/no/such/file.npz"], r"^dataset\.path='/no/such/file\.npz': no such \.npz file$"),
-    (["foo=1"], r"^foo='1': unknown config key .*\(allowed: activation, bias, compare, .*weights\)$"),
-    (["activation.gain=2"],
-     r"^activation\.gain=.2.: unknown config key for activation=tanh .*\(allowed: beta, name\)$"),
-    (["n_patterns=10", "load=0.2"], r"^n_patterns=10: give n_patterns or load, not both"),
-    (["-m", "model=original,bogus"], r"^model='bogus': unknown option \(allowed: modified, modified_y, original\)$"),
-    (["model=original,modified"], r"a sweep needs --multirun"),
-    (["model=modified", "energy=eq4"], r"^energy='eq4': is a function of the y-state; model=modified has a u-state"),
-    (["dataset=lognormal"], r"^cue='flip': needs binary patterns"),
-    (["dataset=digits"], r"^n_neurons=100: dataset=digits has 64 features"),
-    (["solver=dopri5", "solver.method=rk45"], r"unknown config key for solver=dopri5"),
-    (["task=critical_load", "task.loads=[0.5,-1]"], r"^task\.loads=-1: must be a positive number$"),
-    (["device=tpu"], r"^device='tpu': unknown device \(allowed: auto, cpu, cuda\)$"),
-    (["task=train", "task.objective=foo"], r"^task\.objective=.foo.: unknown option \(allowed: denoise, fixed_point\)"),
-    (["task=train", "weights=bipartite"], r"^weights='bipartite': task=train needs every neuron to carry the patterns"),
-    (["task=train", "task.epochs=3"], r"^task\.epochs=.3.: unknown config key for task=train .*\(allowed: adjoint, "),
-    (["solver.backend=scipy"], r"^solver\.backend='scipy': unknown backend \(allowed: auto, rows, torchdiffeq\)$"),
-    (["solver=rk4", "solver.backend=rows"], r"^solver\.method='rk4': not available with solver\.backend=rows"),
-]
-
-
-@pytest.mark.parametrize(("args", "pattern"), BAD_INPUTS)
-def test_bad_input_is_one_line_naming_key_and_allowed(args: list[str], pattern: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        preflight(args)
-    message = str(info.value)
-    assert "\n" not in message
-    assert __import__("re").search(pattern, message), message
-
-
-def test_a_whole_sweep_is_validated_before_any_job(tmp_path: Path) -> None:
-    assert preflight(["-m", "model=original,modified", "activation=relu,tanh", "logger=none"]) == 4
-    with pytest.raises(ConfigError, match=r"n_neurons=-1"):
-        preflight(["-m", "n_neurons=20,-1", "logger=none"])
+                        "versions", "system", "models", "tables", "figures", "choices", "warnings"}
+SMALL = ["logger=none", "n_neurons=24", "spurious.n_states=20", "lyapunov.n_states=30", "retrieval.n_cues=3"]
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT),
+                **(env or {})}
     proc = subprocess.run([*HOPBENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
-def test_bad_input_exits_nonzero_before_compute(tmp_path: Path) -> None:
-    proc = run(["n_neurons=0"], tmp_path, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "hopbench: error: n_neurons=0: must be a positive integer"
-    assert not (tmp_path / "outputs").exists()
-
-
 def results_in(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
 
 
-def test_issue_commands_write_complete_results(tmp_path: Path) -> None:
-    common = ["task=evaluate", "logger=none", "n_neurons=24", "spurious.n_states=20", "lyapunov.n_states=30",
-              "retrieval.n_cues=3"]
-    run([*common, "model=modified", "strategy=i_minus_wt_lambda", "weights=hierarchical",
-         "activation=smooth_leaky_relu"], tmp_path)
-    run([*common, "model=original", "strategy=i_minus_wt_lambda", "weights=hebbian", "activation=relu"], tmp_path)
-    results = results_in(tmp_path / "outputs")
-    assert len(results) == 2
-    for r in results:
-        assert r["status"] == "ok", r.get("error")
-        assert set(r) >= REQUIRED_RESULT_KEYS
-        metrics = r["metrics"]
-        for key in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap", "spurious_rate",
-                    "n_spurious_attractors", "stored_fraction", "stable_fraction", "energy_certified_fraction",
-                    "energy_inconclusive_fraction", "energy_unstable_fraction", "energy_jacobian_agreement",
-                    "dead_fraction", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
-                    "trajectory_energy_increase_fraction", "converged_fraction", "status_counts",
-                    "retrieval_stall_fraction", "random_stall_fraction", "random_trivial_fraction",
-                    "retrieval_end_state_counts", "random_end_state_counts", "lyapunov_end_state_counts"):
-            assert key in metrics, key
-        assert sum(metrics["status_counts"].values()) == 3 * max(1, round(0.05 * 24))  # every cue counted
-        assert sum(metrics["retrieval_end_state_counts"].values()) == sum(metrics["status_counts"].values())
-        assert sum(metrics["random_end_state_counts"].values()) == 20  # every random start has a class
-        assert {"retrieval.parquet", "spurious.parquet", "stability.parquet", "lyapunov.parquet"} <= set(r["tables"])
-        for name in r["tables"] + r["figures"]:
-            assert (Path(next(tmp_path.rglob(name))).stat().st_size > 0)
-    by_model = {r["config"]["model"]["name"]: r for r in results}
-    hierarchical, original = by_model["modified"], by_model["original"]
-    assert hierarchical["models"]["modified"]["strategy"] == "i_minus_wt_lambda"
-    assert "range_certified_fraction" in original["metrics"]
-    assert original["models"]["original"]["strategy"] == "identity"
-    assert any("does not apply to model=original" in n for n in original["notes"])
-    table = pd.read_parquet(next(tmp_path.rglob("retrieval.parquet")))
-    assert {"model", "pattern", "status", "overlap", "success", "end_state", "polish_residual"} <= set(table.columns)
-    starts = pd.read_parquet(next(tmp_path.rglob("spurious.parquet")))
-    assert {"end_state", "residual", "polish_residual", "attractor"} <= set(starts.columns)
+# runs in this process --------------------------------------------------------------------------------------------
+def test_evaluate_writes_complete_results(tmp_path: Path) -> None:
+    r = run_inprocess([*SMALL, "model=modified", "weights=hierarchical", "activation=smooth_leaky_relu"], tmp_path)
+    assert r["status"] == "ok", r.get("error")
+    assert set(r) >= REQUIRED_RESULT_KEYS
+    metrics = r["metrics"]
+    for key in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap", "spurious_rate", "n_spurious_attractors",
+                "stored_fraction", "stable_fraction", "energy_certified_fraction", "energy_inconclusive_fraction",
+                "energy_unstable_fraction", "energy_jacobian_agreement", "dead_fraction",
+                "lyapunov_violation_fraction", "lyapunov_max_relative_violation", "trajectory_energy_increase_fraction",
+                "converged_fraction", "status_counts", "retrieval_end_state_counts", "random_end_state_counts"):
+        assert key in metrics, key
+    assert sum(metrics["status_counts"].values()) == 3 * max(1, round(0.05 * 24))  # every cue counted
+    assert sum(metrics["random_end_state_counts"].values()) == 20  # every random start has a class
+    assert r["choices"]["strategy"] == "i_minus_wt_lambda" and r["choices"]["energy"] == "e3"
+    assert {"retrieval.parquet", "spurious.parquet", "stability.parquet", "lyapunov.parquet"} <= set(r["tables"])
+    for name in r["tables"] + r["figures"]:
+        assert (tmp_path / name).stat().st_size > 0
+    table = pd.read_parquet(tmp_path / "retrieval.parquet")
+    assert {"model", "pattern", "status", "overlap", "success", "end_state"} <= set(table.columns)
+
+
+def test_original_ignores_a_strategy_with_a_note(tmp_path: Path) -> None:
+    r = run_inprocess([*SMALL, "model=original", "strategy=i_minus_wt_lambda", "activation=relu",
+                       "task.spurious=false", "task.lyapunov=false"], tmp_path)
+    assert r["status"] == "ok" and r["models"]["original"]["strategy"] == "identity"
+    assert "range_certified_fraction" in r["metrics"]
+    assert any("does not apply to model=original" in n for n in r["notes"])
+
+
+def test_degenerate_run_warns_in_results(tmp_path: Path) -> None:
+    """The README's polar/relu/pseudo-inverse example diverges everywhere: the run says so, it does not print a
+    silent 0."""
+    r = run_inprocess([*SMALL, "model=modified", "strategy=polar", "activation=relu", "weights=pseudoinverse",
+                       "task.stability=false", "task.lyapunov=false"], tmp_path)
+    counts = r["metrics"]["status_counts"]
+    if counts["converged"] < 0.5 * sum(counts.values()):
+        assert any("never reached a steady state" in w for w in r["warnings"])
+    else:  # a set-up that settles has nothing to warn about
+        assert not any("never reached" in w for w in r["warnings"])
+    synthetic = {"choices": {"model": "m"}, "metrics": {"status_counts": {"converged": 0, "diverged": 5},
+                                                          "capacity_alpha": None, "capacity_note": "why"}}
+    assert warnings_for(synthetic) == [
+        "m: 5 of 5 cue trajectories never reached a steady state (5 diverged); its metrics describe where they "
+        "stopped, not attractors", "m: no capacity_alpha (why)"]
+
+
+def test_capacity_task_reports_its_own_answer(tmp_path: Path) -> None:
+    r = run_inprocess(["task=capacity", "logger=none", "n_neurons=40", "activation.beta=10", "retrieval.n_cues=2",
+                       "task.p_max=12"], tmp_path)
+    assert r["status"] == "ok"
+    points = pd.read_parquet(tmp_path / "capacity_points.parquet")
+    alpha = r["metrics"]["capacity_alpha"]
+    passing = points[points["retrieval_accuracy"] >= 0.9]["n_patterns"]
+    assert alpha == pytest.approx(passing.max() / 40) if len(passing) else alpha is None
+
+
+def test_critical_load_task_reports_alpha_s(tmp_path: Path) -> None:
+    r = run_inprocess(["task=critical_load", "logger=none", "n_neurons=30", "model=modified", "strategy=identity",
+                       "activation=power", "dataset=lognormal", "cue=gaussian", "weights=pseudoinverse",
+                       "weights.graded=true", "task.loads=[0.1,0.5,0.9]"], tmp_path)
+    assert r["status"] == "ok"
+    frame = pd.read_parquet(tmp_path / "critical_load.parquet")
+    assert frame["load"].tolist() == [0.1, 0.5, 0.9]
+    assert "alpha_s" in r["metrics"] and "alpha_s_note" in r["metrics"]
+    assert (r["metrics"]["alpha_s"] is None) == (r["metrics"]["alpha_s_note"] is not None)
+
+
+def test_lyapunov_task_on_a_small_y_state_model(tmp_path: Path) -> None:
+    r = run_inprocess(["task=lyapunov", "logger=none", "model=modified_y", "weights=goe", "weights.sigma=2",
+                       "n_neurons=6", "strategy=y_i_minus_lambda_wt", "lyapunov.n_states=30"], tmp_path)
+    assert r["status"] == "ok" and r["metrics"]["lyapunov_violation_fraction"] == 0.0  # eq. 14's gradient flow
+
+
+def test_train_task_saves_weights_and_evaluates_both_models(tmp_path: Path) -> None:
+    r = run_inprocess(["task=train", "compare=true", "logger=none", "n_neurons=24", "task.steps=20",
+                       "task.log_every=5", "spurious.n_states=8", "lyapunov.n_states=10", "retrieval.n_cues=2"],
+                      tmp_path)
+    assert r["status"] == "ok" and r["task"] == "train"
+    assert r["metrics"]["train_steps"] == 20 and r["metrics"]["train_loss_final"] < r["metrics"]["train_loss_initial"]
+    assert set(r["comparison"]) == {"original", "modified"}
+    weights = np.load(tmp_path / "trained_weights.npz")
+    assert weights["W"].shape == (24, 24) and np.allclose(weights["W"], weights["W"].T)
+
+
+def test_a_failing_job_is_recorded_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise FloatingPointError("boom")
+
+    monkeypatch.setattr(tasks, "retrieval", broken)
+    with pytest.raises(FloatingPointError):
+        run_inprocess([*SMALL], tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "failed" and saved["error"] == "FloatingPointError: boom" and "traceback" in saved
+
+
+def test_an_interrupted_job_is_recorded_as_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tasks, "retrieval", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_inprocess([*SMALL], tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "interrupted" and "interrupted" in saved["error"]
+
+
+def test_objective_for_sweepers() -> None:
+    results = {"metrics": {"retrieval_accuracy": 0.75, "note": "x"}}
+    assert runner.objective(results, "metrics.retrieval_accuracy") == 0.75
+    assert runner.objective(results, None) is None
+    assert np.isnan(runner.objective(results, "metrics.note"))
+    assert np.isnan(runner.objective(results, "metrics.missing"))
+
+
+def test_run_names_are_unique_and_put_the_seed_last() -> None:
+    cfg = compose_hydra(["experiment_name=exp"])
+    name = runner._run_name(cfg, ["seed=2", "activation=relu", "logger=none", "load=0.1"], "evaluate")
+    assert name == "exp-evaluate-activation=relu-load=0.1-seed=2"
 
 
 def test_demo_shows_dead_neurons_that_eq4_cannot_certify_and_e3_can() -> None:
     """experiment=demo (make demo): the original retrieves, its stored fixed points have dead neurons and eq. 4 is
     inconclusive at some of them; E3 is inconclusive at none of the modified model's."""
-    from hopbench.analysis.metrics import retrieval, stability_at_patterns
-    from hopbench.core.system import compose as compose_system
-
-    settings = settings_from_config(compose_cfg(["experiment=demo", "logger=none"]), explicit={"experiment"})
-    assert settings.models() == ["original", "modified"]
+    job = job_from_config(compose_hydra(["experiment=demo", "logger=none"]), explicit={"experiment"})
+    assert [k.name for k in job.models()] == ["original", "modified"]
     found = {}
-    for name in settings.models():
-        system = compose_system(model=name, **settings.system, **settings.model_kwargs(name))
-        stab = stability_at_patterns(system, system.model, settings.solver, settings.stability,
-                                     max_points=settings.max_points, threshold=settings.retrieval["threshold"])
-        ret = retrieval(system, system.model, settings.cue, settings.solver, n_cues=2,
-                        threshold=settings.retrieval["threshold"])
+    for name, system in job.build().items():
+        stab = stability_at_patterns(system, system.model, job.solver, job.stability,
+                                     max_points=job.stability.max_points, threshold=job.retrieval.threshold)
+        ret = retrieval(system, system.model, job.cue, job.solver, n_cues=2, threshold=job.retrieval.threshold)
         found[name] = {**stab.scalars, **ret.scalars}
     original, modified = found["original"], found["modified"]
     assert original["retrieval_retrieved_fraction"] >= 0.9 and original["stable_fraction"] == 1.0
@@ -191,55 +179,71 @@ def test_demo_shows_dead_neurons_that_eq4_cannot_certify_and_e3_can() -> None:
     assert modified["dead_fraction"] > 0 and modified["energy_inconclusive_fraction"] == 0
 
 
-def test_multirun_writes_four_results_and_report_aggregates(tmp_path: Path) -> None:
+def test_report_aggregates_and_counts_failures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ok, failed = tmp_path / "ok", tmp_path / "failed"
+    run_inprocess([*SMALL, "task.spurious=false", "task.stability=false", "task.lyapunov=false"], ok)
+    write_json(failed / "results.json", {"status": "failed", "error": "ValueError: x", "task": "evaluate"})
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "report")]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 2 runs did not finish ok" in captured.err and "ValueError: x" in captured.err
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert set(summary["status"]) == {"ok", "failed"}
+
+
+# the command line in fresh processes -----------------------------------------------------------------------------
+def test_bad_input_exits_2_before_compute(tmp_path: Path) -> None:
+    proc = run(["n_neurons=0"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "hopbench: error: n_neurons=0: must be an integer ≥ 1"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_failing_job_in_a_real_sweep(tmp_path: Path) -> None:
+    """One job's data file disappears between the pre-flight and the run: it fails, the other runs, exit 1."""
+    good, flaky = tmp_path / "good.npz", tmp_path / "flaky.npz"
+    rng = np.random.default_rng(1)
+    np.savez(good, x=rng.choice([-1.0, 1.0], size=(10, 20)))
+    np.savez(flaky, x=rng.choice([-1.0, 1.0], size=(10, 20)))
+    script = (f"import sys, os; from hopbench.app import cli; real = cli.preflight\n"
+              f"def pre(argv):\n    n = real(argv); os.remove({str(flaky)!r}); return n\n"
+              "cli.preflight = pre; sys.argv = ['hopbench'] + sys.argv[1:]; cli.main()")
+    proc = subprocess.run([sys.executable, "-c", script, "-m", "dataset=npz", f"dataset.path={good},{flaky}",
+                           "dataset.kind=bipolar", "n_neurons=20", "n_patterns=2", "logger=none",
+                           "task.spurious=false", "task.stability=false", "lyapunov.n_states=9"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 of 2 jobs did not finish ok" in proc.stderr and "flaky.npz" in proc.stderr
+    statuses = sorted(r["status"] for r in results_in(tmp_path / "multirun"))
+    assert statuses == ["failed", "ok"]
+
+
+def test_multirun_and_report(tmp_path: Path) -> None:
     run(["-m", "model=original,modified", "activation=relu,tanh", "logger=none", "n_neurons=24",
          "spurious.n_states=10", "lyapunov.n_states=15", "retrieval.n_cues=2", "task.stability=false"], tmp_path)
     results = results_in(tmp_path / "multirun")
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
     sweep = next((tmp_path / "multirun").glob("*/*"))
     proc = subprocess.run([sys.executable, "-m", "hopbench.app.report", str(sweep)], capture_output=True, text=True,
-                          check=True)
-    assert "retrieval_accuracy" in proc.stdout and proc.stdout.count("hebbian") == 4
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(sweep / "summary.csv")
     assert sorted(zip(summary["model"], summary["activation"], strict=True)) == [
         ("modified", "relu"), ("modified", "tanh"), ("original", "relu"), ("original", "tanh")]
-    assert (sweep / "comparison_by_model.png").stat().st_size > 0
 
 
-def test_train_task_saves_weights_logs_losses_and_evaluates_both_models(tmp_path: Path) -> None:
-    run(["task=train", "compare=true", "logger=wandb", "n_neurons=24", "task.steps=20", "task.log_every=5",
-         "spurious.n_states=8", "lyapunov.n_states=10", "retrieval.n_cues=2"], tmp_path,
-        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)})
-    (result,) = results_in(tmp_path / "outputs")
-    assert result["status"] == "ok" and result["task"] == "train"
-    metrics = result["metrics"]
-    assert metrics["train_steps"] == 20 and metrics["train_loss_final"] < metrics["train_loss_initial"]
-    assert set(result["comparison"]) == {"original", "modified"}
-    assert {"trained_weights.npz", "training.parquet", "retrieval.parquet"} <= set(result["tables"])
-    run_dir = next(tmp_path.rglob("results.json")).parent
-    weights = np.load(run_dir / "trained_weights.npz")
-    assert weights["W"].shape == (24, 24) and np.allclose(weights["W"], weights["W"].T)
-    assert pd.read_parquet(run_dir / "training.parquet")["step"].tolist() == [0, 5, 10, 15, 20]
-    assert (run_dir / "training_loss.png").stat().st_size > 0
-    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    logged = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item} for r in wandb_records(log)
-              if r.WhichOneof("record_type") == "history"]
-    assert [float(h["train/loss"]) for h in logged if "train/loss" in h] == pd.read_parquet(
-        run_dir / "training.parquet")["loss"].tolist()  # every logged step reaches wandb
-
-
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("sweep_*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("sweep_*.yaml")))
 def test_sweep_experiments_run_at_a_tiny_size(experiment: str, tmp_path: Path) -> None:
     """Each sweep experiment runs as a multirun over its own sweep keys, shrunk to two small jobs."""
-    cfg = compose_cfg([f"experiment={experiment}"], hydra_node=True)
+    cfg = compose_hydra([f"experiment={experiment}"], hydra_node=True)
     keys = list(cfg.hydra.sweeper.params)
     values = {key: str(cfg.hydra.sweeper.params[key]).split(",") for key in keys} | {"n_neurons": ["20", "24"]}
-    # command-line values of the sweep keys take precedence over hydra.sweeper.params
     tiny = [f"{key}={','.join(values[key][:2 if i == 0 else 1])}" for i, key in enumerate(keys)]
     extra = [] if "n_neurons" in keys else ["n_neurons=20"]
-    if cfg.task.name in ("evaluate", "train"):
+    task = cfg.hydra.runtime.choices.task
+    if task in ("evaluate", "train"):
         extra += ["spurious.n_states=8", "lyapunov.n_states=10", "task.stability=false"]
-    if cfg.task.name == "train":
+    if task == "train":
         extra += ["task.steps=10"]
     run(["-m", f"experiment={experiment}", *tiny, *extra, "logger=none", "retrieval.n_cues=2"], tmp_path)
     results = results_in(tmp_path / "multirun")
@@ -247,24 +251,15 @@ def test_sweep_experiments_run_at_a_tiny_size(experiment: str, tmp_path: Path) -
     assert {r["config"]["experiment_name"] for r in results} == {experiment}
 
 
-def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    """A job that fails at run time (a 1-D array in the npz) is recorded as failed; the other job finishes."""
-    path = tmp_path / "data.npz"
-    np.savez(path, good=np.random.default_rng(1).choice([-1.0, 1.0], size=(10, 20)), flat=np.ones(20))
-    run(["-m", "dataset=npz", f"dataset.path={path}", "dataset.kind=bipolar", "dataset.key=good,flat",
-         "n_neurons=20", "n_patterns=2", "logger=none", "task.spurious=false", "task.stability=false",
-         "lyapunov.n_states=9"], tmp_path)
-    by_key = {r["config"]["dataset"]["key"]: r for r in results_in(tmp_path / "multirun")}
-    assert by_key["good"]["status"] == "ok"
-    assert by_key["flat"]["status"] == "failed"
-    assert "dataset.key='flat'" in by_key["flat"]["error"] and "expected (P, N)" in by_key["flat"]["error"]
-
-
-def wandb_run_record(path: Path):
-    """The run record of an offline .wandb file, and the kinds of record it holds."""
-    records = wandb_records(path)
-    kinds = {r.WhichOneof("record_type") for r in records}
-    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), kinds
+def test_optuna_sweeper_receives_the_objective(tmp_path: Path) -> None:
+    proc = run(["-m", "hparams_search=modified_retrieval", "hydra.sweeper.n_trials=3", "n_neurons=20",
+                "logger=none", "task.spurious=false", "task.stability=false", "task.lyapunov=false",
+                "retrieval.n_cues=2"], tmp_path)
+    results = results_in(tmp_path / "multirun")
+    assert len(results) == 3 and all(r["status"] == "ok" for r in results)
+    best = max(r["metrics"]["retrieval_accuracy"] for r in results)
+    assert f"Best value: {best}" in proc.stdout + proc.stderr
+    assert any(p.name == "optimization_results.yaml" for p in (tmp_path / "multirun").rglob("*.yaml"))
 
 
 def wandb_records(path: Path) -> list:
@@ -288,7 +283,7 @@ def wandb_records(path: Path) -> list:
     return records
 
 
-def test_wandb_offline_multirun_group_and_job_type(tmp_path: Path) -> None:
+def test_wandb_offline_multirun_group_job_type_and_names(tmp_path: Path) -> None:
     run(["-m", "model=original,modified", "logger=wandb", "experiment_name=wbtest", "n_neurons=20",
          "task.spurious=false", "task.stability=false", "lyapunov.n_states=9", "retrieval.n_cues=2"], tmp_path,
         env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CACHE_DIR": str(tmp_path / "cache"),
@@ -297,12 +292,17 @@ def test_wandb_offline_multirun_group_and_job_type(tmp_path: Path) -> None:
     assert len(files) == 2
     seen = {}
     for file in files:
-        record, kinds = wandb_run_record(file)
+        records = wandb_records(file)
+        kinds = {r.WhichOneof("record_type") for r in records}
+        record = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         assert "exit" in kinds and "summary" in kinds  # each run properly finished
         assert record.run_group.startswith("wbtest/")
-        seen[record.job_type] = record.run_group
+        seen[record.job_type] = (record.run_group, record.display_name)
     assert set(seen) == {"original", "modified"}
-    assert len(set(seen.values())) == 1  # one group for the sweep
+    assert len({group for group, _ in seen.values()}) == 1  # one group for the sweep
+    names = [name for _, name in seen.values()]
+    assert len(set(names)) == 2 and all(n.startswith("wbtest-evaluate-") for n in names)
+    assert {n for n in names if "model=original" in n} and {n for n in names if "model=modified" in n}
 
 
 def test_atomic_writes_never_leave_half_files(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,20 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from hopbench.app.cli import CONF_DIR
 from hopbench.repro import MODULES, Context, reproduce, write_report
-from tests.conftest import DEVICE
+from tests.conftest import DEVICE, compose_hydra
 
 
 def tiny_params(name: str) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment=repro_{name}"])
-    assert cfg.task.name == "reproduce" and cfg.task.which == name
+    cfg = compose_hydra([f"experiment=repro_{name}"])
+    assert cfg.task._target_ == "hopbench.repro.task.Reproduce" and cfg.task.which == name
     assert cfg.task.params and cfg.task.full_params and cfg.task.tiny_params
     return OmegaConf.to_container(cfg.task.tiny_params, resolve=True)
 
@@ -59,7 +55,8 @@ def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Pat
     shows the reproduction's verdicts, not the settings of the base network it does not use."""
     proc = subprocess.run([sys.executable, "-m", "hopbench.app.cli", "experiment=repro_prop1",
                            "task.params=${task.tiny_params}", "logger=none"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     verdict = json.loads((tmp_path / "reproductions" / "prop1" / "verdict.json").read_text())
     (results_file,) = tmp_path.glob("outputs/**/results.json")

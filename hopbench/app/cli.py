@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 from hydra import initialize_config_module
@@ -85,6 +87,18 @@ def _jobs(primary: DictConfig, overrides: list[str], multirun: bool) -> list[lis
     return [[*fixed, value] for axis in axes for value in axis] or [fixed]
 
 
+def _check_writable(key: str, folder: str) -> None:
+    """A ConfigError when the output folder cannot be created or written (its nearest existing parent)."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:  # a real write: permission bits say nothing for root or for /proc
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError:
+        raise ConfigError(key, folder, f"cannot create or write the output folder ({existing} is not a writable "
+                          "folder)") from None
+
+
 def preflight(argv: Sequence[str]) -> int:
     """Check every job of the command line; return the number of jobs Hydra will launch (0 when skipped; for a
     sweeper that draws its jobs, its number of trials)."""
@@ -103,6 +117,8 @@ def preflight(argv: Sequence[str]) -> int:
                                   "a sweep needs --multirun (-m)")
             plain = [o.input_line for o in parsed if not o.is_sweep_override()]
             primary = hydra.compose(config_name, overrides=plain, return_hydra_config=True)
+            _check_writable("hydra.sweep.dir" if multirun else "hydra.run.dir",
+                            primary.hydra.sweep.dir if multirun else primary.hydra.run.dir)
             jobs = _jobs(primary, overrides, multirun)
             for job in jobs:
                 with config_errors(job):

@@ -1,13 +1,14 @@
-"""Figures (matplotlib, headless): each function returns a Figure with a title, labelled axes and a legend."""
+"""Figures: each function returns a matplotlib Figure with a title, labelled axes and a legend.
+
+Figures are made object-oriented (``matplotlib.figure.Figure``), never through pyplot: no global backend is
+chosen at import, nothing is registered with pyplot (a notebook's inline figures are left alone) and no
+display is needed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -19,7 +20,8 @@ __all__ = ["capacity_curve", "comparison_bars", "critical_load_curve", "energy_t
 
 
 def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, title: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     bins = np.linspace(-1, 1, 41)
     for name, values in overlaps.items():
         values = np.asarray(values, dtype=float)
@@ -32,7 +34,8 @@ def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, titl
 
 def energy_traces(traces: Mapping[str, EnergyTrace], title: str, n: int = 8) -> Figure:
     """Energy against time along the first ``n`` trajectories of each model (one panel per model)."""
-    fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 3.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(traces), 3.5))
+    axes = fig.subplots(1, len(traces), squeeze=False)
     for ax, (name, trace) in zip(axes[0], traces.items(), strict=True):
         idx, t, e = (v.detach().double().cpu().numpy() for v in (trace.index, trace.t, trace.energy))
         for i in range(min(n, trace.n)):
@@ -48,7 +51,8 @@ def energy_traces(traces: Mapping[str, EnergyTrace], title: str, n: int = 8) -> 
 
 def spectra(eigs: Mapping[str, np.ndarray], title: str, max_points: int = 8) -> Figure:
     """Jacobian eigenvalues in the complex plane at up to ``max_points`` fixed points per model."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, values in eigs.items():
         values = np.asarray(values)[:max_points].ravel()
         ax.scatter(values.real, values.imag, s=6, alpha=0.5, label=name)
@@ -60,7 +64,8 @@ def spectra(eigs: Mapping[str, np.ndarray], title: str, max_points: int = 8) -> 
 
 def capacity_curve(points: pd.DataFrame, level: float, title: str) -> Figure:
     """Retrieval accuracy against load, one line per model (columns: model, load, retrieval_accuracy)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for name, group in points.groupby("model"):
         group = group.sort_values("load")
         ax.plot(group["load"], group["retrieval_accuracy"], "o-", label=str(name))
@@ -73,7 +78,8 @@ def capacity_curve(points: pd.DataFrame, level: float, title: str) -> Figure:
 def critical_load_curve(points: pd.DataFrame, level: float, title: str,
                         alpha_s: Mapping[str, float | None] | None = None) -> Figure:
     """Stable and stored fractions against load (columns: model, load, stable_fraction, stored_fraction)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for name, group in points.groupby("model"):
         group = group.sort_values("load")
         line, = ax.plot(group["load"], group["stable_fraction"], "o-", label=f"{name}: stable")
@@ -91,7 +97,8 @@ def comparison_bars(frame: pd.DataFrame, metrics: Sequence[str], by: str, title:
     """Grouped bars of ``metrics`` (rows of ``frame`` averaged per value of ``by``)."""
     present = [m for m in metrics if m in frame and frame[m].notna().any()]
     means = frame.groupby(by)[present].mean(numeric_only=True)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(present)), 3.8))
+    fig = Figure(figsize=(max(6, 1.2 * len(present)), 3.8))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(means))
     x = np.arange(len(present))
     for i, (name, row) in enumerate(means.iterrows()):
@@ -105,7 +112,8 @@ def comparison_bars(frame: pd.DataFrame, metrics: Sequence[str], by: str, title:
 
 def training_curve(history: pd.DataFrame, title: str) -> Figure:
     """Every loss term of ``task=train`` against the optimisation step (log scale)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for column in [c for c in history.columns if c not in ("step", "time_s")]:
         values = history[column].to_numpy(dtype=float)
         ax.plot(history["step"], np.where(values > 0, values, np.nan), label=column)

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from hopbench.analysis.end_states import ALL_CLASSES
+from hopbench.app import plots
+from hopbench.app.tracking import atomic_path, save_figure
 
 __all__ = ["HEADLINES", "collect", "main", "rows_from_results", "summary_text", "warnings_for"]
 
@@ -163,8 +165,6 @@ def _end_states(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:
-    from hopbench.app import plots
-    from hopbench.app.tracking import atomic_path
 
     made = []
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame
@@ -180,16 +180,7 @@ def _plots(frame: pd.DataFrame, out: Path) -> list[Path]:
         curve = ok.dropna(subset=["retrieval_accuracy"]).groupby(["model", "load"], as_index=False)[
             "retrieval_accuracy"].mean()
         figures["retrieval_vs_load"] = lambda: plots.capacity_curve(curve, 0.9, "retrieval accuracy vs load")
-    import matplotlib.pyplot as plt
-
-    for name, draw in figures.items():
-        fig = draw()
-        target = out / f"{name}.png"
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        made.append(target)
-    return made
+    return [save_figure(draw, out / f"{name}.png", dpi=120) for name, draw in figures.items()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,8 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = Path(args.out or (args.dirs[0] if Path(args.dirs[0]).is_dir() else Path(args.dirs[0]).parent))
     out.mkdir(parents=True, exist_ok=True)
-    from hopbench.app.tracking import atomic_path
-
     with atomic_path(out / "summary.csv") as tmp:
         frame.to_csv(tmp, index=False)
     print(_format(frame))

@@ -10,6 +10,8 @@ launcher's logs) hold it, not only a terminal.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -52,21 +54,22 @@ def choices(job: Job) -> dict[str, str]:
 
 def _run_name(cfg: DictConfig, overrides: list[str], task: str) -> str:
     """experiment, task, then the overrides that make this run what it is (seed last): unique in a sweep."""
-    parts = sorted((o for o in overrides if not o.startswith(("hydra", "logger", "experiment="))),
+    parts = sorted((o for o in overrides if not o.startswith(("hydra", "logger", "experiment=", "experiment_name="))),
                    key=lambda o: (o.startswith("seed="), o))
     return "-".join([cfg.experiment_name, task, *parts])[:128]
 
 
 def objective(results: dict, path: str | None) -> float | None:
-    """The value at ``path`` in ``results`` (e.g. metrics.retrieval_accuracy) for a sweeper to optimise."""
+    """The value at ``path`` in ``results`` (e.g. metrics.retrieval_accuracy) for a sweeper to optimise: None
+    without an objective, NaN (a failed trial for Optuna) when the run has no number there."""
     if not path:
         return None
     node: Any = results
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return math.nan
         node = node[part]
-    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else math.nan
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -127,6 +130,7 @@ def run_job(cfg: DictConfig) -> float | None:
     log.error("job %s: %s (results: %s)", results["status"], results["error"], path)
     if isinstance(failure, KeyboardInterrupt) or not multirun:
         if isinstance(failure, ConfigError):
+            print(f"hopbench: error: {failure}", file=sys.stderr)
             raise SystemExit(2) from None
         raise failure
-    return None
+    return objective(results, cfg.objective)

@@ -84,13 +84,14 @@ def versions() -> dict[str, str]:
 
 
 def save_figure(draw: Callable[[], Any], target: Path, *, dpi: int) -> Path:
-    """Write the matplotlib figure ``draw()`` returns to ``target`` as PNG (atomically) and close it."""
-    import matplotlib.pyplot as plt
-
+    """Write the matplotlib figure ``draw()`` returns to ``target`` as PNG (atomically)."""
     fig = draw()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    if getattr(fig, "number", None) is not None:  # a pyplot figure: release it from pyplot's registry
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return target
 
 

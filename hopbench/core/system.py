@@ -31,6 +31,8 @@ __all__ = ["DTYPES", "System", "SystemSpec", "build_system", "generator", "resol
            "resolve_n_patterns"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Gardner (1988): no coupling matrix makes more than 2N unbiased ±1 patterns fixed points (α ≤ 2)
+GARDNER_BOUND = 2.0
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -96,6 +98,10 @@ class SystemSpec:
         number("seed", self.seed, integer=True)
         resolve_device(self.device)
         resolve_dtype(self.dtype)
+        if self.dataset.kind == "bipolar" and self.n_patterns > GARDNER_BOUND * self.n_neurons:
+            raise ConfigError("load", round(self.n_patterns / self.n_neurons, 6), "no storage rule holds more "
+                              f"than {GARDNER_BOUND:g}N unbiased ±1 patterns (Gardner's bound)",
+                              allowed=f"≤ {GARDNER_BOUND:g}")
         self.dataset.check(self.n_patterns, self.n_neurons)
         self.weights.check(self.n_patterns, self.n_neurons, self.activation)
         self.model_spec  # noqa: B018 — strategy, energy and cue map checked against the model's state

@@ -28,8 +28,9 @@ from hopbench.threads import job_budget
 
 __all__ = ["MODULES", "REPRODUCTIONS", "Context", "Verdict", "cpu_threads", "load", "reproduce", "write_report"]
 
-#: reproduction name -> module in this package (each module registers one reproduction of its own name)
-MODULES = {m.name: m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+#: reproduction name -> module in this package (each module registers one reproduction of its own name; ``task``
+#: is the task=reproduce option that runs them)
+MODULES = {m.name: m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name != "task"}
 
 
 @contextmanager
