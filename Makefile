@@ -10,7 +10,7 @@ REPROS := fig1 prop1 prop3 prop4 example7 dead-neurons critical-load hopfield-ca
 FULL   ?= false
 SWEEPS := activations capacity training
 
-.PHONY: install demo test lint report bench clean repro-all $(addprefix repro-,$(REPROS)) $(addprefix sweep-,$(SWEEPS))
+.PHONY: install demo test lint smoke wheel wheel-check report bench clean repro-all $(addprefix repro-,$(REPROS)) $(addprefix sweep-,$(SWEEPS))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,25 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hopbench tests bench
 
+# the command line in fresh processes, outside the repository: a two-job sweep that must finish with both jobs ok
+smoke: $(STAMP)
+	cd $$(mktemp -d) && WANDB_MODE=disabled $(CURDIR)/$(BIN)/hopbench -m seed=0,1 n_neurons=40 logger=none \
+	    spurious.n_states=20 lyapunov.n_states=15 && test $$(grep -l '"status": "ok"' multirun/*/*/*/results.json | wc -l) = 2
+
+# the wheel holds the package and its configs: install it into a fresh environment outside the repository (its
+# dependencies shared from $(VENV)) and run a tiny job there
+wheel: $(STAMP)
+	rm -rf dist && $(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
+
+wheel-check: wheel
+	rm -rf /tmp/hopbench-wheel-env && $(PYTHON) -m venv /tmp/hopbench-wheel-env
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	    > $$(/tmp/hopbench-wheel-env/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/deps.pth
+	/tmp/hopbench-wheel-env/bin/pip install -q --no-deps dist/hopbench-*.whl
+	cd $$(mktemp -d) && WANDB_MODE=disabled /tmp/hopbench-wheel-env/bin/hopbench task=evaluate n_neurons=16 \
+	    logger=none && /tmp/hopbench-wheel-env/bin/python -c "import hopbench, pathlib; \
+	    assert 'site-packages' in hopbench.__file__, hopbench.__file__; print('wheel ok:', hopbench.__version__)"
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
@@ -48,4 +67,4 @@ report: $(STAMP)
 	$(BIN)/hopbench-report $(or $(DIRS),outputs multirun)
 
 clean:
-	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
+	rm -rf outputs multirun wandb .pytest_cache .ruff_cache dist build

@@ -1,4 +1,4 @@
-"""task=train (DESIGN §7): the objectives are the quantities they claim to be, and training achieves them."""
+"""task=train (docs/design.md §7): the objectives are the quantities they claim to be, and training achieves them."""
 
 from __future__ import annotations
 

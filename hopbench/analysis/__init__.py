@@ -1,2 +1,2 @@
 """Analysis: stability of fixed points, energy descent (Lyapunov check), dead neurons, the measurements of
-DESIGN §5 and training."""
+docs/design.md §5 and training."""

@@ -1,4 +1,4 @@
-"""Dead neurons: the flat-energy probe (Prop. 1, DESIGN §5.7) and steady-state recovery (Prop. 4.3).
+"""Dead neurons: the flat-energy probe (Prop. 1, docs/design.md §5.7) and steady-state recovery (Prop. 4.3).
 
 At a y-state point with dead neurons, V (B, N, K) spans the directions along which g is constant. Prop. 1:
 energy (4) is constant on {y + V c, c ≥ 0}. The modified energies E2, E3 (eq. 10) and eq. 14 are not,

@@ -1,4 +1,4 @@
-"""Does the configured energy really not increase? (DESIGN §5.6; paper Prop. 5.1.)
+"""Does the configured energy really not increase? (docs/design.md §5.6; paper Prop. 5.1.)
 
 (a) At sampled states: dE/dt = ∇E(x)·ẋ(x) with ∇E from autograd; a violation is
     dE/dt > tol·‖∇E‖‖ẋ‖. Also condition (11) at the same states: GᵀR + RᵀG ⪰ 0 (G from the energy,

@@ -1,4 +1,4 @@
-"""The measurements of DESIGN §5 on a System, batched over cues and states.
+"""The measurements of docs/design.md §5 on a System, batched over cues and states.
 
 Each measurement returns a :class:`Measurement`: scalar metrics (names as in the results format), per-item
 tables (one row per cue, state or fixed point) and raw data for figures. Fractions are over every item:

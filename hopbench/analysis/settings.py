@@ -1,4 +1,4 @@
-"""Settings of the measurements of DESIGN §5 (config keys ``retrieval``, ``spurious``, ``lyapunov``).
+"""Settings of the measurements of docs/design.md §5 (config keys ``retrieval``, ``spurious``, ``lyapunov``).
 
 Each is checked when built; the typed configs of the command line are generated from these classes, so
 their defaults live here once.

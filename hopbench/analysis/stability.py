@@ -1,4 +1,4 @@
-"""Stability of fixed points (DESIGN §5.4–5.5; paper eq. 6, Prop. 4.2, eq. 12).
+"""Stability of fixed points (docs/design.md §5.4–5.5; paper eq. 6, Prop. 4.2, eq. 12).
 
 For a batch of fixed points x* (B, N) of a float64 model:
 - the Jacobian verdict from max Re λ(J) (stable < −tol < marginal < tol < unstable), with a symmetric
@@ -202,7 +202,7 @@ def _range_test(model: Model, x: Tensor, cfg: StabilityConfig) -> tuple[Tensor, 
 
 
 def summarise(table: dict[str, Tensor | str]) -> dict[str, float]:
-    """Fractions over all analysed points (DESIGN §5.4 metric names)."""
+    """Fractions over all analysed points (docs/design.md §5.4 metric names)."""
     jv, ev = table["jacobian_verdict"], table["energy_verdict"]
     out = {
         "stable_fraction": float((jv == 0).double().mean()),

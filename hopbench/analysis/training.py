@@ -1,4 +1,4 @@
-"""Learning W and b by gradient descent (DESIGN §7, ``task=train``).
+"""Learning W and b by gradient descent (docs/design.md §7, ``task=train``).
 
 Training starts from the configured storage rule (``weights=``) and minimises one of two objectives
 (``task.objective``), each a mean over the P stored patterns ξ (P, N):

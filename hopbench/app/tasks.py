@@ -80,7 +80,7 @@ def _label(job: Job) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluationParts:
-    """Which measurements of DESIGN §5 an evaluation runs."""
+    """Which measurements of docs/design.md §5 an evaluation runs."""
 
     retrieval: bool = True
     spurious: bool = True

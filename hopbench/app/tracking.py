@@ -1,4 +1,4 @@
-"""Results on disk (the source of truth) and their wandb mirror (DESIGN §8).
+"""Results on disk (the source of truth) and their wandb mirror (docs/design.md §8).
 
 Every file is written to a temporary name in the same directory and renamed, so a finished result is never
 left half-written. wandb runs offline unless the user asks for online (``logger.mode=online`` or
@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,14 @@ def config_hash(config: dict) -> str:
 
 
 def versions() -> dict[str, str]:
-    import hydra
-    import numpy
-    import torch
-    import torchdiffeq
-
-    import hopbench
-
-    return {"hopbench": hopbench.__version__, "torch": torch.__version__, "torchdiffeq": torchdiffeq.__version__,
-            "hydra": hydra.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+    """Versions of hopbench and of the libraries its numbers depend on (from the installed distributions)."""
+    out = {}
+    for name in ("hopbench", "torch", "torchdiffeq", "hydra-core", "numpy", "scipy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return {**out, "python": platform.python_version()}
 
 
 def save_figure(draw: Callable[[], Any], target: Path, *, dpi: int) -> Path:

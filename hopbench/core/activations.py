@@ -1,4 +1,4 @@
-"""Activations as Lagrangians (DESIGN §4.1; paper eq. 2–3).
+"""Activations as Lagrangians (docs/design.md §4.1; paper eq. 2–3).
 
 Each activation is a Lagrangian ``L: (B, N) -> (B,)`` with activation ``g = ∇L`` (B, N) and Hessian
 ``Λ = ∇²L`` (a :class:`Curvature`: diagonal (B, N) for element-wise activations, dense (B, N, N) for

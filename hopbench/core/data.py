@@ -1,4 +1,4 @@
-"""Pattern sets and cue corruptions (DESIGN §4.3). Patterns are (P, N) in activity space, float64 on CPU,
+"""Pattern sets and cue corruptions (docs/design.md §4.3). Patterns are (P, N) in activity space, float64 on CPU,
 drawn from an explicit ``torch.Generator`` so that runs are reproducible on any device.
 """
 

@@ -1,4 +1,4 @@
-"""Weight structures and storage rules (DESIGN §4.2), the bias, and the network builder.
+"""Weight structures and storage rules (docs/design.md §4.2), the bias, and the network builder.
 
 A rule (a :class:`StorageRule`, built from its parameters) maps a :class:`Storage` context (stored patterns
 (P, N_visible), activation, bias, random stream) to a :class:`Structure`: W (N, N) float64, the visible

@@ -1,4 +1,4 @@
-"""Critical load of graded fixed points (DESIGN §6; Cohen & Lengyel 2025, abstract only).
+"""Critical load of graded fixed points (docs/design.md §6; Cohen & Lengyel 2025, abstract only).
 
 System (§6): log-normal patterns x^μ (mean 1, coefficient of variation CV), activation ``power``
 φ(h) = (σ·softplus((h − θ)/σ))ⁿ, fields H = φ⁻¹(X), weights W = H X⁺ (graded pseudo-inverse rule, no ridge),
@@ -55,9 +55,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hopbench import compose
 from hopbench.analysis.curves import alpha_crossing
 from hopbench.analysis.stability import jacobian_eigenvalues, split_spectrum
+from hopbench.app.compose import compose
 from hopbench.core.system import System
 from hopbench.repro import REPRODUCTIONS, Context, Verdict
 

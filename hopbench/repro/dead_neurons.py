@@ -48,9 +48,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hopbench import compose
 from hopbench.analysis.metrics import retrieval, spurious, stability_at_patterns
 from hopbench.analysis.stability import JACOBIAN_VERDICTS, StabilityConfig, analyse
+from hopbench.app.compose import compose
 from hopbench.core.activations import ThresholdLinear
 from hopbench.core.data import Flip
 from hopbench.core.models import Model

@@ -42,9 +42,9 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench import compose
 from hopbench.analysis.descent import energy_rate
 from hopbench.analysis.stability import StabilityConfig, analyse
+from hopbench.app.compose import compose
 from hopbench.chunks import matrix_chunks
 from hopbench.core.models import Model
 from hopbench.core.system import System, generator
@@ -114,7 +114,7 @@ def count_distinct(x: Tensor, tol: float) -> int:
 
 
 def _sampled_states(system: System, params: dict, x0: Tensor, solver: SolverConfig) -> tuple[Tensor, list[str]]:
-    """Random ±1 states, the Gaussian starts and states along trajectories (DESIGN §5.6 (a))."""
+    """Random ±1 states, the Gaussian starts and states along trajectories (docs/design.md §5.6 (a))."""
     n = system.net.n
     binary = torch.randint(0, 2, (int(params["n_binary"]), n), generator=generator(system.seed, "ex7-binary"))
     binary = (2.0 * binary - 1).to(x0.device, F64)

@@ -39,9 +39,9 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from hopbench import compose
 from hopbench.analysis.dead_neurons import minimise_energy, recover_steady_state
 from hopbench.analysis.stability import StabilityConfig, analyse, jacobian_eigenvalues
+from hopbench.app.compose import compose
 from hopbench.core.models import Model
 from hopbench.core.network import Network
 from hopbench.core.system import System

@@ -1,4 +1,4 @@
-"""The three models of DESIGN §2 as one form: ẋ = R(x) r(x).
+"""The three models of docs/design.md §2 as one form: ẋ = R(x) r(x).
 
 - ``original`` (eq. 1): state y, r = W g(y) − y + b, R = I, energy eq. 4, readout g(y).
 - ``modified`` (eq. 9): state u, r = g(Wu + b) − u, R from a strategy, energies eq. 10, readout u.
@@ -172,7 +172,7 @@ class Model:
         return self.form.readout(self.net, x)
 
     def initial_state(self, a0: Tensor) -> Tensor:
-        """The starting state for a cue a₀ (B, N) given in activity space (DESIGN §2)."""
+        """The starting state for a cue a₀ (B, N) given in activity space (docs/design.md §2)."""
         return self.form.initial_state(self.net, a0, self.spec.cue_map)
 
 

@@ -1,4 +1,4 @@
-"""R/S strategies (DESIGN §3; paper Examples 5–7, Prop. 5.2, eq. 13).
+"""R/S strategies (docs/design.md §3; paper Examples 5–7, Prop. 5.2, eq. 13).
 
 A strategy is the matrix R(x) in ẋ = R(x) r(x). It acts on a batch: ``apply(x, h, v)`` = R(x) v for
 v (B, N) (the hot path, no N×N matrices per state where avoidable) and ``matrix(x, h)`` = R(x) (B, N, N)
@@ -6,14 +6,15 @@ for Jacobians. ``h`` is the pre-activation (y, or Wu + b).
 
 Each strategy states which energy the paper pairs it with (``intended``) and which energies the mathematics
 backs, with their requirements (``backing``): with ∇E = −G r (see energies.py) an energy is non-increasing
-when GᵀR + RᵀG ⪰ 0. Findings where the text and the mathematics differ (checked numerically in the tests):
+when GᵀR + RᵀG ⪰ 0 (condition (11)). What the tests check numerically:
 
-- ``identity`` (u-state): dE2/dt = −fᵀW f, so E2 needs W ⪰ 0 (DESIGN lists no requirement). It is E1
-  (= eq. 4 at y = Wu + b) that identity backs whenever Λ ⪰ 0 and W = Wᵀ; ``energy=auto`` gives E1.
+- ``identity`` (u-state): dE2/dt = −fᵀW f, so E2 is non-increasing only for W ⪰ 0 — condition (11) with R = I
+  and G = W says the same. What identity backs whenever Λ ⪰ 0 and W = Wᵀ is E1 (= eq. 4 at y = Wu + b), so
+  ``energy=auto`` gives E1.
 - ``y_i_minus_w_lambda`` (R = I − WΛ, as written for Figure 1) gives dE14/dt = −hᵀ(I − WΛ)²h, which is
   indefinite in general; ``y_i_minus_lambda_wt`` (R = I − ΛWᵀ) gives −|(I − ΛWᵀ)h|² ≤ 0.
-- ``lyapunov``: E2 is non-increasing whenever RW + WR = Q ≻ 0 has a symmetric solution; W ≻ 0 is what makes
-  R ≻ 0 (so R is invertible and fixed points are preserved).
+- ``lyapunov_equation``: E2 is non-increasing whenever RW + WR = Q ≻ 0 has a symmetric solution; W ≻ 0 is what
+  makes R ≻ 0 (so R is invertible and fixed points are preserved).
 """
 
 from __future__ import annotations
