@@ -5,8 +5,8 @@ engine's ``hebbian`` weights), b = 0, the original model (eq. 1) ẏ = −y + W 
 (β = 10 by default, close to the zero-temperature sign network of the classical result). Cues: every stored
 pattern with exactly round(flip·N) signs flipped (``flip`` = 5 %), mapped to y₀ = W a₀ (the engine's affine cue
 map); each network's cues are integrated as one batch (``hopbench.solve.integrate`` via
-``hopbench.analysis.metrics.retrieval``). Success is the engine's retrieval criterion (docs/design.md §5.1): the cosine of the
-final activity tanh(βy) with the cued pattern ≥ ``threshold`` (0.95). With β = 10 the final activities are
+``hopbench.analysis.metrics.retrieval``). Success is the engine's retrieval criterion (docs/design.md §5.1): the
+cosine of the final activity tanh(βy) with the cued pattern ≥ ``threshold`` (0.95). With β = 10 the final activities are
 saturated, so this cosine is within a few 1e-3 of the sign overlap m = N⁻¹ Σ sign(y_i) ξ_i, which is reported
 beside it (``mean_sign_overlap``, ``sign_accuracy``).
 
