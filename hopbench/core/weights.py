@@ -95,7 +95,11 @@ class Hebbian(StorageRule):
 
 
 def _pinv_rows(X: Tensor, ridge: float) -> Tensor:
-    """X⁺ = (XᵀX + ridge·I)⁻¹ Xᵀ for X (N, P) with patterns as columns."""
+    """X⁺ = (XᵀX + ridge·I)⁻¹ Xᵀ for X (N, P) with patterns as columns; without ridge the Moore–Penrose
+    pseudo-inverse, which is the same for independent patterns and still projects onto their span when they are
+    not (repeated or dependent sparse patterns)."""
+    if ridge == 0:
+        return torch.linalg.pinv(X)
     gram = X.T @ X + ridge * torch.eye(X.shape[1], dtype=X.dtype)
     return torch.linalg.solve(gram, X.T)
 
