@@ -155,12 +155,14 @@ def test_every_valid_composition_runs_to_a_status(overrides: list[str], tmp_path
     assert sum(metrics["random_end_state_counts"].values()) == 6
 
 
-#: the model an energy or strategy option needs beside it
+#: what an option needs beside it to compose (its model, a cue for graded data, the digits' size)
 MODEL_FOR = {**{("energy", e): ["model=modified"] for e in ("e1", "e2", "e3", "combined")},
              ("energy", "eq14"): ["model=modified_y"],
              **{("strategy", s): ["model=modified"] for s in ("w", "polar", "lyapunov_equation", "i_minus_wt_lambda",
                                                             "lambda", "polar_f", "identity")},
-             **{("strategy", s): ["model=modified_y"] for s in ("y_i_minus_w_lambda", "y_i_minus_lambda_wt")}}
+             **{("strategy", s): ["model=modified_y"] for s in ("y_i_minus_w_lambda", "y_i_minus_lambda_wt")},
+             ("dataset", "gaussian"): ["cue=gaussian"], ("dataset", "lognormal"): ["cue=gaussian"],
+             ("dataset", "digits"): ["n_neurons=64"]}
 
 
 def _numeric_keys() -> list[tuple[list[str], str]]:
