@@ -26,7 +26,7 @@ demo: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/hopbench experiment=demo
 
 test: $(STAMP)
-	WANDB_MODE=disabled $(BIN)/pytest tests
+	WANDB_MODE=disabled $(BIN)/pytest tests --cov=hopbench --cov-report=term:skip-covered
 
 lint: $(STAMP)
 	$(BIN)/ruff check hopbench tests bench
