@@ -177,15 +177,16 @@ def fixed_points_from_patterns(system: System, model: Model, solver: SolverConfi
 
 def stability_at_patterns(system: System, model: Model, solver: SolverConfig, config: StabilityConfig, *,
                           max_points: int, threshold: float, follow_dynamics: bool = True,
-                          keep_spectra: bool = False) -> Measurement:
-    """§5.4: the fixed point reached from each stored pattern, polished by Newton, analysed in float64."""
+                          keep_spectra: bool | int = False, split: bool = False) -> Measurement:
+    """§5.4: the fixed point reached from each stored pattern, polished by Newton, analysed in float64
+    (``keep_spectra`` and ``split`` as in :func:`hopbench.analysis.stability.analyse`)."""
     X = system.data.patterns[:max_points]
     x, traj = fixed_points_from_patterns(system, model, solver, max_points, follow_dynamics=follow_dynamics)
     m64 = model.to(dtype=torch.float64)
     B = x.shape[0]
     finite = torch.isfinite(x).all(-1)
     polished = polish(m64, x[finite])
-    table = analyse(m64, polished.x, config, keep_spectra=keep_spectra)
+    table = analyse(m64, polished.x, config, keep_spectra=keep_spectra, split=split)
     full = _expand(table, finite, B)
     xs = torch.full_like(x, math.nan)
     xs[finite] = polished.x

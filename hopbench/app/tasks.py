@@ -138,7 +138,7 @@ def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]
             t0 = _clock(system.device)
             m = stability_at_patterns(system, model, settings.solver, settings.stability,
                                       max_points=settings.max_points, threshold=settings.retrieval["threshold"],
-                                      keep_spectra=True)
+                                      keep_spectra=plots.SPECTRA_POINTS)
             metrics.update(m.scalars)
             metrics["jacobian_route"] = m.extras["route"]
             _collect(tables, name, m, model=name)
@@ -258,7 +258,8 @@ def critical_load(settings: Settings, recorder: Recorder) -> dict:
             info[name] = model_info(system.model)
             m = stability_at_patterns(system, system.model, settings.solver, settings.stability,
                                       max_points=settings.max_points, threshold=settings.retrieval["threshold"],
-                                      follow_dynamics=p["integrate"], keep_spectra=abs(alpha - spectrum_load) < 1e-12)
+                                      follow_dynamics=p["integrate"], keep_spectra=abs(alpha - spectrum_load) < 1e-12,
+                                      split=True)
             table = m.tables["stability"]
             rows.append({"model": name, "load": alpha, "n_patterns": system.data.n_patterns,
                          **{k: v for k, v in m.scalars.items() if not isinstance(v, dict)},
