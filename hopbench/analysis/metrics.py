@@ -27,7 +27,8 @@ from hopbench.core.models import Model
 from hopbench.core.system import System, generator
 from hopbench.solve import SolverConfig, Trajectories, integrate, polish
 
-__all__ = ["Measurement", "cosine", "lyapunov_check", "retrieval", "spurious", "stability_at_patterns"]
+__all__ = ["Measurement", "cosine", "lyapunov_check", "make_cues", "retrieval", "retrieve", "spurious",
+           "stability_at_patterns"]
 
 
 @dataclass
@@ -93,20 +94,31 @@ def _start(system: System, model: Model, activities: Tensor) -> Tensor:
     return model.initial_state(a0)
 
 
+def retrieve(system: System, model: Model, index: Tensor, cues: Tensor, solver: SolverConfig, *, threshold: float,
+             record_energy: bool = False) -> tuple[Trajectories, dict[str, Tensor]]:
+    """Integrate from cues (B, N_visible) of the stored patterns ``index`` (B,); per-cue outcomes (B,) on CPU:
+    ``overlap`` with the target, ``success`` (overlap ≥ threshold), the most similar pattern ``nearest`` and
+    its similarity ``best`` (± for ±1 data), ``nearest_ok``, the fixed-point ``residual`` and ``stalled``."""
+    X = system.data.patterns
+    traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
+    a = _activity(system, model, traj.x)
+    overlap = cosine(a, X[index])
+    best, nearest = similarities(a, X, system.data.sign_symmetric).max(-1)
+    residual, stall = stalled(model, traj, solver)
+    return traj, {"overlap": overlap, "success": torch.isfinite(overlap) & (overlap >= threshold),
+                  "nearest": nearest, "best": best, "nearest_ok": torch.isfinite(best) & (best >= threshold),
+                  "residual": residual, "stalled": stall}
+
+
 def retrieval(system: System, model: Model, cue: tuple[str, dict], solver: SolverConfig, *, n_cues: int,
               threshold: float, record_energy: bool = False) -> Measurement:
     """§5.1: success when cosine(final activity, target) ≥ threshold; nearest_accuracy when the final activity
     is within the threshold of its most similar stored pattern (± for ±1 data)."""
     X = system.data.patterns
     index, cues = make_cues(system, cue, n_cues)
-    traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
-    a = _activity(system, model, traj.x)
-    overlap = cosine(a, X[index])
-    success = torch.isfinite(overlap) & (overlap >= threshold)
-    sims = similarities(a, X, system.data.sign_symmetric)
-    best, nearest = sims.max(-1)
-    nearest_ok = torch.isfinite(best) & (best >= threshold)
-    residual, stall = stalled(model, traj, solver)
+    traj, out = retrieve(system, model, index, cues, solver, threshold=threshold, record_energy=record_energy)
+    overlap, success, nearest_ok, stall = out["overlap"], out["success"], out["nearest_ok"], out["stalled"]
+    best, nearest, residual = out["best"], out["nearest"], out["residual"]
     scalars = {
         "retrieval_accuracy": float(success.double().mean()),
         "nearest_accuracy": float(nearest_ok.double().mean()),

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, search
 from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
 from hopbench.analysis.training import TrainConfig, train
 from hopbench.app import plots
@@ -172,47 +173,41 @@ def _evaluate(settings: Settings, recorder: Recorder, systems: dict[str, System]
 
 
 def _capacity_for(settings: Settings, name: str) -> tuple[dict, list[dict], dict]:
-    """Bisection on P for accuracy ≥ level; every evaluated point is kept."""
+    """Geometric growth of P, then bisection, each load decided on as few cues as possible (§5.2)."""
     N = settings.n_neurons
-    p = settings.task_params
-    level, lo, hi = p["level"], p["p_min"], p["p_max"] or N
-    points: dict[int, dict] = {}
+    config = CapacityConfig.from_params(settings.task_params)
     info: dict = {}
 
-    def accuracy(P: int) -> float:
-        if P not in points:
-            system = _system(settings, name, n_patterns=P)
-            info.update(model_info(system.model))
-            m = retrieval(system, system.model, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
-                          threshold=settings.retrieval["threshold"])
-            points[P] = {"model": name, "n_patterns": P, "load": P / N,
-                         **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
-                                                      "converged_fraction")}}
-        return points[P]["retrieval_accuracy"]
+    def system_for(P: int) -> System:
+        system = _system(settings, name, n_patterns=P)
+        info.update(model_info(system.model))
+        return system
 
-    bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
-    note = None
-    if accuracy(lo) < level:
-        alpha, interp, note = None, None, f"accuracy < {level} already at P = {lo}"
-    elif accuracy(hi) >= level:
-        alpha, interp, note = hi / N, None, f"lower bound: accuracy ≥ {level} up to P = {hi}"
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if accuracy(mid) >= level else (lo, mid)
-            bar.update()
-        a_lo, a_hi = points[lo]["retrieval_accuracy"], points[hi]["retrieval_accuracy"]
-        alpha = lo / N
-        interp = (lo + (a_lo - level) / (a_lo - a_hi) * (hi - lo)) / N
+    trial = RetrievalTrial(system_for, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
+                           threshold=settings.retrieval["threshold"], chunk=config.chunk)
+    bar = tqdm(desc=f"capacity {name}", unit="cue", leave=False, disable=None)
+    last = {"P": 0, "used": 0}
+
+    def progress(P: int, used: int, total: int, bracket: tuple[int | None, int | None]) -> None:
+        lo, hi = ("?" if b is None else b for b in bracket)
+        bar.set_postfix_str(f"bracket [{lo}, {hi}], P = {P}: {used}/{total} cues", refresh=False)
+        bar.update(used - last["used"] if last["P"] == P else used)
+        last.update(P=P, used=used)
+
+    result = search(trial, n_neurons=N, config=config, progress=progress)
     bar.close()
-    metrics = {"capacity_alpha": alpha, "capacity_alpha_interpolated": interp, "capacity_note": note,
-               "capacity_points": len(points)}
-    return metrics, sorted(points.values(), key=lambda r: r["n_patterns"]), info
+    points = [{"model": name, "n_patterns": pt.n_patterns, "load": pt.n_patterns / N, "passed": pt.passed,
+               **trial.summary(pt.n_patterns), "cues_used": pt.cues_used, "cues_total": pt.cues_total,
+               "accuracy_lower": pt.accuracy_bounds[0], "accuracy_upper": pt.accuracy_bounds[1]}
+              for pt in result.points]
+    metrics = {"capacity_alpha": result.alpha, "capacity_alpha_interpolated": result.alpha_interpolated,
+               "capacity_note": result.note, "capacity_points": len(points), "capacity_cues": result.cues_used}
+    return metrics, sorted(points, key=lambda r: r["n_patterns"]), info
 
 
 @TASKS.register("capacity")
 def capacity(settings: Settings, recorder: Recorder) -> dict:
-    """The largest load α_c with retrieval accuracy ≥ level, by bisection on P (§5.2)."""
+    """The largest load α_c with retrieval accuracy ≥ level: geometric growth of P, then bisection (§5.2)."""
     per_model, info, rows = {}, {}, []
     for name in settings.models():
         start = time.perf_counter()
