@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, needed, search
+from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, needed, next_batch, search
 from hopbench.analysis.metrics import retrieval
 from hopbench.core.system import compose
 from hopbench.errors import ConfigError
@@ -34,20 +34,21 @@ def exhaustive_bisection(accuracy, n: int, level: float) -> int | None:
 
 
 class TableTrial:
-    """Per-cue success flags per load, served in chunks; counts the cues handed out."""
+    """Per-cue success flags per load, served in order; counts the cues handed out."""
 
-    def __init__(self, flags: dict[int, torch.Tensor], chunk: int) -> None:
-        self.flags, self.chunk, self.served = flags, chunk, {}
+    def __init__(self, flags: dict[int, torch.Tensor]) -> None:
+        self.flags, self.served, self.largest = flags, {}, 0
 
     def __call__(self, P: int):
         f = self.flags[P]
+        self.served[P] = 0
 
-        def chunks():
-            for start in range(0, f.numel(), self.chunk):
-                self.served[P] = self.served.get(P, 0) + min(self.chunk, f.numel() - start)
-                yield f[start:start + self.chunk]
+        def take(k: int) -> torch.Tensor:
+            start, self.largest = self.served[P], max(self.largest, k)
+            self.served[P] = min(f.numel(), start + k)
+            return f[start:start + k]
 
-        return f.numel(), chunks()
+        return f.numel(), take
 
 
 def synthetic(n: int, seed: int, cues: int = 10) -> dict[int, torch.Tensor]:
@@ -74,8 +75,8 @@ def test_search_finds_the_exhaustive_answer_on_synthetic_curves(seed: int, level
     n = 120
     flags = synthetic(n, seed)
     acc = {P: float(f.double().mean()) for P, f in flags.items()}
-    trial = TableTrial(flags, chunk=7)
-    result = search(trial, n_neurons=n, config=CapacityConfig(level=level))
+    trial = TableTrial(flags)
+    result = search(trial, n_neurons=n, config=CapacityConfig(level=level, chunk=7))
     expected = exhaustive_bisection(acc.__getitem__, n, level)
     if result.bracket is None:  # the first load already fails
         assert expected is None and result.alpha is None and [p.n_patterns for p in result.points] == [1]
@@ -94,19 +95,28 @@ def test_search_finds_the_exhaustive_answer_on_synthetic_curves(seed: int, level
     smallest_fail = min(P for P in range(1, n + 1) if acc[P] < level)
     assert first_fail <= 2 * smallest_fail
     assert result.cues_used < sum(f.numel() for P, f in flags.items() if P in trial.served)
+    assert trial.largest <= 7  # batches respect the chunk
+
+
+def test_first_batch_is_the_fewest_cues_that_can_decide() -> None:
+    assert next_batch(0, 0, 100, 90, 256) == 11  # 11 failures out of 100 fail a load that needs 90
+    assert next_batch(0, 0, 100, 5, 256) == 5  # 5 successes pass a load that needs 5
+    assert next_batch(0, 0, 100, 90, 8) == 8  # never above the chunk
+    assert next_batch(50, 50, 100, 90, 256) == 48  # all seen succeed: the 40 successes still needed, +20 %
+    assert next_batch(5, 10, 100, 90, 256) == 15  # half fail: 6 more failures decide, ~12 cues, +20 %
 
 
 def test_notes_at_the_ends() -> None:
     always = {P: torch.ones(5 * P, dtype=torch.bool) for P in range(1, 41)}
     never = {P: torch.zeros(5 * P, dtype=torch.bool) for P in range(1, 41)}
-    top = search(TableTrial(always, 16), n_neurons=40, config=CapacityConfig(p_max=30))
+    top = search(TableTrial(always), n_neurons=40, config=CapacityConfig(p_max=30, chunk=16))
     assert top.alpha == 30 / 40 and "lower bound" in top.note and top.bracket is None
     assert [p.n_patterns for p in top.points] == [1, 2, 4, 8, 16, 30]
-    bottom = search(TableTrial(never, 1), n_neurons=40, config=CapacityConfig(p_min=3))
+    bottom = search(TableTrial(never), n_neurons=40, config=CapacityConfig(p_min=3))
     assert bottom.alpha is None and "already at P = 3" in bottom.note
     assert bottom.points[0].cues_used == 2  # 15 cues, 13.5 needed: 2 failures decide
     with pytest.raises(ConfigError, match=r"task\.p_min"):
-        search(TableTrial(never, 16), n_neurons=40, config=CapacityConfig(p_min=41))
+        search(TableTrial(never), n_neurons=40, config=CapacityConfig(p_min=41))
 
 
 @pytest.mark.parametrize(("key", "value"), [("level", 0.0), ("p_min", 0), ("p_max", 0), ("growth", 1.0),
@@ -138,8 +148,8 @@ def test_real_memories_match_exhaustive_bisection(seed: int, level: float) -> No
             full[P] = m.scalars["retrieval_accuracy"]
         return full[P]
 
-    trial = RetrievalTrial(lambda P: memory(n, seed, P), CUE, SOLVER, n_cues=n_cues, threshold=0.95, chunk=12)
-    result = search(trial, n_neurons=n, config=CapacityConfig(level=level))
+    trial = RetrievalTrial(lambda P: memory(n, seed, P), CUE, SOLVER, n_cues=n_cues, threshold=0.95)
+    result = search(trial, n_neurons=n, config=CapacityConfig(level=level, chunk=12))
     assert result.alpha == exhaustive_bisection(accuracy, n, level) / n
     for point in result.points:
         assert point.passed == (accuracy(point.n_patterns) >= level)

@@ -6,23 +6,24 @@ load above the first failing one, which is at most ``growth`` times the smallest
 that falls with load). A bisection over [1, N] instead starts at P = N and N/2, where cues wander until the
 solver's t_max.
 
-Each load is evaluated in chunks of cues and stops as soon as its outcome is decided. With T cues in all, the
+Each load is evaluated in batches of cues and stops as soon as its outcome is decided. With T cues in all, the
 load passes when its accuracy S/T ≥ level, i.e. when S ≥ need, the least integer with need/T ≥ level. After
 S successes among the cues evaluated, with n cues left, the load surely passes once S ≥ need and surely fails
 once S + n < need: the verdict is exactly that of evaluating every cue, not a statistical test. A passing load
 needs about a ``level`` share of its cues; a failing one stops after about (1 − level)·T failures, which makes
-the loads beyond capacity (slow, unconverged trajectories) cheap.
+the loads beyond capacity (slow, unconverged trajectories) cheap. Batch sizes (:func:`next_batch`) start at
+the fewest cues that could decide and then follow the observed rates; they change the cost, never the verdict.
 
 The result keeps every evaluated load with the cues actually used. α_c = (largest passing P)/N is exact; the
 interpolated value uses the accuracies over the cues used at the two loads of the final bracket (an estimate:
-cues are interleaved over the patterns, every chunk covers them evenly). Like any bisection, the search
+cues are interleaved over the patterns, so the cues used cover them evenly). Like any bisection, the search
 assumes accuracy falls with load: it returns a P that passes with P + 1 failing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,12 @@ from hopbench.core.system import System
 from hopbench.errors import ConfigError
 from hopbench.solve import STATUSES, SolverConfig
 
-__all__ = ["Capacity", "CapacityConfig", "LoadPoint", "RetrievalTrial", "Trial", "needed", "search"]
+__all__ = ["Capacity", "CapacityConfig", "LoadPoint", "RetrievalTrial", "Trial", "needed", "next_batch", "search"]
 
-#: ``trial(P)`` -> (T, chunks): the number of cues of load P and an iterable of per-cue success flags (bool
-#: tensors) that together cover the T cues; the search stops consuming it once the load is decided
-Trial = Callable[[int], tuple[int, Iterable[Tensor]]]
-#: ``progress(P, cues_used, cues_total, bracket)`` after every chunk; bracket = (last pass, first fail), None
+#: ``trial(P)`` -> (T, take): the number of cues of load P, and ``take(k)`` -> the success flags (bool, (k,))
+#: of its next k cues; the search takes cues until the load is decided
+Trial = Callable[[int], tuple[int, Callable[[int], Tensor]]]
+#: ``progress(P, cues_used, cues_total, bracket)`` after every batch; bracket = (last pass, first fail), None
 #: where not known yet
 Progress = Callable[[int, int, int, tuple[int | None, int | None]], None]
 
@@ -50,7 +51,7 @@ class CapacityConfig:
     p_min: int = 1  # the first load evaluated
     p_max: int | None = None  # the largest load evaluated (None: N)
     growth: float = 2.0  # geometric factor of the search for a failing load
-    chunk: int = 256  # cues per integration batch
+    chunk: int = 256  # cues per integration batch at most
 
     def __post_init__(self) -> None:
         if not 0 < self.level <= 1:
@@ -117,20 +118,33 @@ def needed(total: int, level: float) -> int:
     return need
 
 
-def _evaluate(trial: Trial, P: int, level: float, bracket: tuple[int | None, int | None],
+def next_batch(successes: int, used: int, total: int, need: int, cap: int) -> int:
+    """How many cues to take next: the fewest that could decide the load (all of them failing, or all
+    succeeding), or, once some are seen, about as many as the observed rates say the likelier verdict needs
+    (+20 %); at most ``cap`` and what is left. Only the batching depends on this, never the verdict."""
+    to_fail = (total - need + 1) - (used - successes)  # more failures that decide a fail
+    to_pass = need - successes  # more successes that decide a pass
+    k = min(to_fail, to_pass)
+    if used:
+        rate_s, rate_f = successes / used, 1 - successes / used
+        likely = min(to_pass / rate_s if rate_s else float("inf"), to_fail / rate_f if rate_f else float("inf"))
+        k = max(k, math.ceil(1.2 * likely))
+    return max(1, min(k, cap, total - used))
+
+
+def _evaluate(trial: Trial, P: int, level: float, cap: int, bracket: tuple[int | None, int | None],
               progress: Progress | None) -> LoadPoint:
-    total, chunks = trial(P)
+    total, take = trial(P)
     need = needed(total, level)
     successes = used = 0
-    for flags in chunks:
+    while used < total and need > successes >= need - (total - used):  # not decided yet
+        flags = take(next_batch(successes, used, total, need, cap))
+        if flags.numel() == 0:
+            raise ValueError(f"the trial at P = {P} ran out of cues after {used} of {total}")
         successes += int(flags.sum())
         used += int(flags.numel())
         if progress is not None:
             progress(P, used, total, bracket)
-        if successes >= need or successes + (total - used) < need:
-            break
-    if used == 0:
-        raise ValueError(f"the trial at P = {P} gave no cues")
     return LoadPoint(P, successes >= need, successes, used, total)
 
 
@@ -147,7 +161,7 @@ def search(trial: Trial, *, n_neurons: int, config: CapacityConfig | None = None
     hi: int | None = None
 
     def passes(P: int) -> bool:
-        point = _evaluate(trial, P, cfg.level, (lo, hi), progress)
+        point = _evaluate(trial, P, cfg.level, cfg.chunk, (lo, hi), progress)
         outcome[P] = point
         result.points.append(point)
         return point.passed
@@ -183,41 +197,41 @@ def search(trial: Trial, *, n_neurons: int, config: CapacityConfig | None = None
 
 class RetrievalTrial:
     """A :data:`Trial` from retrieval (docs/design.md §5.1) on ``system_for(P)``: the load's cues (those that
-    ``retrieval`` makes: ``n_cues`` per pattern) interleaved over the patterns and integrated ``chunk`` at a
-    time. ``stats[P]`` sums the evaluated cues' outcomes (:meth:`summary` turns them into metrics)."""
+    ``retrieval`` makes: ``n_cues`` per pattern), interleaved over the patterns (the c-th cue of every pattern,
+    then the (c+1)-th, …) and integrated as many at a time as asked. ``stats[P]`` sums the evaluated cues'
+    outcomes (:meth:`summary` turns them into metrics)."""
 
     def __init__(self, system_for: Callable[[int], System], cue: tuple[str, dict], solver: SolverConfig, *,
-                 n_cues: int, threshold: float, chunk: int) -> None:
+                 n_cues: int, threshold: float) -> None:
         self.system_for, self.cue, self.solver = system_for, cue, solver
-        self.n_cues, self.threshold, self.chunk = n_cues, threshold, chunk
+        self.n_cues, self.threshold = n_cues, threshold
         self.stats: dict[int, dict[str, float]] = {}
 
-    def __call__(self, P: int) -> tuple[int, Iterator[Tensor]]:
+    def __call__(self, P: int) -> tuple[int, Callable[[int], Tensor]]:
         system = self.system_for(P)
         index, cues = make_cues(system, self.cue, self.n_cues)
         order = torch.arange(index.shape[0]).view(-1, self.n_cues).T.reshape(-1)  # round c: every pattern's c-th
         index, cues = index[order], cues[order]
-        size = max(1, self.chunk // P) * P if self.chunk >= P else self.chunk
         stats = self.stats.setdefault(P, dict.fromkeys(("cues", "successes", "nearest", "overlap_sum",
                                                         "overlap_finite", "stalled", *STATUSES), 0.0))
 
-        def chunks() -> Iterator[Tensor]:
-            for start in range(0, index.shape[0], size):
-                part = slice(start, start + size)
-                traj, out = retrieve(system, system.model, index[part], cues[part], self.solver,
-                                     threshold=self.threshold)
-                finite = torch.isfinite(out["overlap"])
-                stats["cues"] += len(traj.status)
-                stats["successes"] += int(out["success"].sum())
-                stats["nearest"] += int(out["nearest_ok"].sum())
-                stats["overlap_sum"] += float(out["overlap"][finite].sum())
-                stats["overlap_finite"] += int(finite.sum())
-                stats["stalled"] += int(out["stalled"].sum())
-                for name, count in traj.counts().items():
-                    stats[name] += count
-                yield out["success"]
+        def take(k: int) -> Tensor:
+            part = slice(int(stats["cues"]), int(stats["cues"]) + k)
+            if part.start >= index.shape[0]:
+                return torch.zeros(0, dtype=torch.bool)
+            traj, out = retrieve(system, system.model, index[part], cues[part], self.solver, threshold=self.threshold)
+            finite = torch.isfinite(out["overlap"])
+            stats["cues"] += len(traj.status)
+            stats["successes"] += int(out["success"].sum())
+            stats["nearest"] += int(out["nearest_ok"].sum())
+            stats["overlap_sum"] += float(out["overlap"][finite].sum())
+            stats["overlap_finite"] += int(finite.sum())
+            stats["stalled"] += int(out["stalled"].sum())
+            for name, count in traj.counts().items():
+                stats[name] += count
+            return out["success"]
 
-        return index.shape[0], chunks()
+        return index.shape[0], take
 
     def summary(self, P: int) -> dict[str, float | None]:
         """Metrics of load P over the cues evaluated (names as in ``retrieval``)."""

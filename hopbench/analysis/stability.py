@@ -57,6 +57,7 @@ __all__ = [
     "analyse",
     "eigvalsh",
     "jacobian_eigenvalues",
+    "jacobian_verdicts",
     "split_spectrum",
 ]
 
@@ -262,7 +263,25 @@ def analyse(model: Model, x: Tensor, config: StabilityConfig | None = None, *, k
     for chunk in matrix_chunks(x):
         parts.append(_analyse_chunk(model, chunk, cfg, min(keep, chunk.shape[0]), bool(keep_spectra), split))
         keep = max(0, keep - chunk.shape[0])
-    return {key: "+".join(dict.fromkeys(p[key] for p in parts)) if isinstance(value, str)
+    return _join(parts)
+
+
+def jacobian_verdicts(model: Model, x: Tensor, config: StabilityConfig | None = None) -> dict[str, Tensor | str]:
+    """The Jacobian columns of :func:`analyse` alone (max_real, its error bound, jacobian_verdict, the route,
+    eigvalsh_fallback) for fixed points x (B, N)."""
+    cfg = config or StabilityConfig()
+    parts = []
+    for chunk in matrix_chunks(x):
+        out: dict[str, Tensor | str] = {}
+        out["eigvalsh_fallback"] = _jacobian(model, chunk, cfg, out, extremal=cfg.extremal(x.shape[-1]), keep=0,
+                                             spectra=False, split=False)
+        parts.append(out)
+    return _join(parts)
+
+
+def _join(parts: list[dict[str, Tensor | str]]) -> dict[str, Tensor | str]:
+    """Per-chunk results as one: tensors concatenated, strings (routes) joined."""
+    return {key: "+".join(dict.fromkeys(p[key] for p in parts)) if isinstance(value, str)  # type: ignore[misc]
             else torch.cat([p[key] for p in parts]) for key, value in parts[0].items()}
 
 

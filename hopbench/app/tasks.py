@@ -184,7 +184,7 @@ def _capacity_for(settings: Settings, name: str) -> tuple[dict, list[dict], dict
         return system
 
     trial = RetrievalTrial(system_for, settings.cue, settings.solver, n_cues=settings.retrieval["n_cues"],
-                           threshold=settings.retrieval["threshold"], chunk=config.chunk)
+                           threshold=settings.retrieval["threshold"])
     bar = tqdm(desc=f"capacity {name}", unit="cue", leave=False, disable=None)
     last = {"P": 0, "used": 0}
 
