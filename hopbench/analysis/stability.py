@@ -66,8 +66,11 @@ ENERGY_VERDICTS = ("certified", "inconclusive", "unstable")
 #: which Jacobian verdict each energy verdict predicts (for ``agreement``)
 PREDICTS = {"certified": "stable", "inconclusive": "marginal", "unstable": "unstable"}
 SPECTRUM_ROUTES = ("auto", "extremal", "full")
-#: ``spectrum=auto`` takes the extremal route from this many neurons on (``make bench``, extremal case)
-EXTREMAL_MIN_N = 128
+#: ``spectrum=auto`` takes the extremal route from this many neurons on. Measured (one thread, Hebbian tanh
+#: β = 4, 32 fixed points, ``make bench`` extremal case at N = 1024): the Jacobian verdicts alone gain 1.8× at
+#: N = 128, 9× at 256, 11× at 384; the whole analysis, whose eq. 4 energy verdicts go to the fallback there,
+#: 0.2× at 128 (Lanczos runs to N ≤ MAX_STEPS steps), 1.06× at 192, 1.3× at 256, 1.75× at 384.
+EXTREMAL_MIN_N = 256
 #: Lanczos steps at most; a point still undecided after them gets the full spectrum
 MAX_STEPS = 160
 #: a Lanczos bound within SLACK · max(1, spectral radius) of a verdict threshold does not decide the verdict
@@ -209,21 +212,22 @@ def _bounds(family: _Family, B: int, n: int, device: torch.device, extremal: boo
         return Extremes.exact(eigs), torch.zeros(B, dtype=torch.bool, device=device), eigs[:head]
     first = eigvalsh(family.dense(every[:head])) if head else torch.zeros(0, n, dtype=torch.float64, device=device)
     tail = every[head:]
-    operator = family.operator or _dense_operator(family.dense(tail))
-    if family.operator is None:
-        shifted: Operator = operator
-    else:
-        shifted = lambda rows: operator(tail[rows])  # noqa: E731
-    start, gen = _start(B - head, n, device)
-    rest = extremes(shifted, start, max_steps=MAX_STEPS, generator=gen,
-                    done=lambda bounds, hoped: decided(bounds) | ~decided(hoped))  # settled, or never will be
-    undecided = ~decided(rest)
-    rows = undecided.nonzero().squeeze(-1)
-    if rows.numel():
-        rest = rest.where(rows, Extremes.exact(eigvalsh(family.dense(tail[rows]))))
-    bounds = Extremes.cat([Extremes.exact(first), rest])
+    undecided = torch.zeros(tail.shape[0], dtype=torch.bool, device=device)
+    rest = Extremes.exact(torch.zeros(0, n, dtype=torch.float64, device=device))
+    if tail.numel():
+        if family.operator is None:
+            operator = _dense_operator(family.dense(tail))
+        else:
+            operator = lambda rows: family.operator(tail[rows])  # type: ignore[misc]  # noqa: E731
+        start, gen = _start(tail.shape[0], n, device)
+        rest = extremes(operator, start, max_steps=MAX_STEPS, generator=gen,
+                        done=lambda bounds, hoped: decided(bounds) | ~decided(hoped))  # settled, or never will be
+        undecided = ~decided(rest)
+        rows = undecided.nonzero().squeeze(-1)
+        if rows.numel():
+            rest = rest.where(rows, Extremes.exact(eigvalsh(family.dense(tail[rows]))))
     fallback = torch.cat([torch.zeros(head, dtype=torch.bool, device=device), undecided])
-    return bounds, fallback, first
+    return Extremes.cat([Extremes.exact(first), rest]), fallback, first
 
 
 def _rows(curvature: Curvature, rows: Tensor) -> Curvature:
