@@ -228,7 +228,9 @@ def threads_case(s: Settings) -> CaseResult:
                 case.rows.append(row)
                 log(f"{name} N={n} neighbour={row['neighbour']}: 1 thread {one.median * 1e3:.1f} ms, {cores} "
                     f"threads {every.median * 1e3:.1f} ms (×{row['ratio']:.2f})")
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP threads spin while they wait)")
     case.notes.append("ratio = time with one thread / time with all cores (medians); the busy neighbour is "
                       "`python -c 'while True: pass'`, started before and killed after each pair. threads=auto "
-                      "gives one thread below hopbench.threads.SMALL_PROBLEM.")
+                      f"gives one thread below hopbench.threads.SMALL_PROBLEM. OMP_WAIT_POLICY: {policy} (set "
+                      "OMP_WAIT_POLICY=PASSIVE in the environment to measure passive waits).")
     return case
