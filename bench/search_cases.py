@@ -207,7 +207,7 @@ def _workloads(n: int, device: torch.device) -> dict[str, tuple[int, Callable[[]
 
 
 def threads_case(s: Settings) -> CaseResult:
-    sizes = (32, 128, 256) if s.quick else (32, 64, 128, 256, 384, 512, 768, 1024)
+    sizes = (32, 128, 256) if s.quick else (32, 128, 256, 512, 1024)
     cores = available_cores()
     case = CaseResult("threads", f"7. Threads: one thread vs all {cores} cores (threads=auto below "
                                  f"SMALL_PROBLEM = {SMALL_PROBLEM})", THREADS_COLUMNS)
