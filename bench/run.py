@@ -3,7 +3,9 @@
 Cases: (1) retrieval of 5 %-flipped cues with hopbench's ``integrate`` against a per-cue scipy ``solve_ivp``
 script and a one-call full-batch torchdiffeq ``odeint`` script, at α = 0.05 and 0.12; (2) roofline: the
 vector field's throughput against a bare matmul; (3) stability: batched symmetric Jacobian spectra against a
-loop of general eigensolvers; (4) scaling over N × B; on CUDA also (1b) retrieval at N = B = 4096.
+loop of general eigensolvers; (4) scaling over N × B; on CUDA also (1b) retrieval at N = B = 4096; (5) stability
+verdicts from Lanczos bounds against full spectra; (6) the capacity search against bisection over [1, N];
+(7) one thread against all cores (bench/search_cases.py).
 
 Prints a table; writes ``bench/results/<case>[_cuda|_quick].csv`` and ``bench/RESULTS.md``
 (``bench/RESULTS_cuda.md`` on CUDA; no markdown for --quick unless --markdown is given).
@@ -32,6 +34,7 @@ from bench.cases import (
     warm_up,
 )
 from bench.harness import Contention, machine_info
+from bench.search_cases import capacity_case, extremal_case, threads_case
 from bench.tables import markdown_report, text_report, write_csvs
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to this long for other processes to leave the CPU before measuring")
     p.add_argument("--only", nargs="+", default=None,
-                   choices=["retrieval", "retrieval_gpu", "roofline", "stability", "scaling"],
+                   choices=["retrieval", "retrieval_gpu", "roofline", "stability", "scaling", "extremal", "capacity",
+                            "threads"],
                    help="run only these cases")
     return p.parse_args(argv)
 
@@ -79,7 +83,8 @@ def run_cases(s: Settings, only: list[str] | None) -> list[CaseResult]:
     plan = [("retrieval", retrieval_case)]
     if s.device.type == "cuda":
         plan.append(("retrieval_gpu", gpu_retrieval_case))
-    plan += [("roofline", roofline_case), ("stability", stability_case), ("scaling", scaling_case)]
+    plan += [("roofline", roofline_case), ("stability", stability_case), ("scaling", scaling_case),
+             ("extremal", extremal_case), ("capacity", capacity_case), ("threads", threads_case)]
     results = []
     for name, case in plan:
         if only is None or name in only:

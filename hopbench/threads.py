@@ -8,8 +8,8 @@ them (both measured on torch 2.13's CPU build, see ``tests/test_threads.py``):
   it. The budget is set through threadpoolctl instead (``omp_set_num_threads`` for torch and MKL, the BLAS
   library's own call for numpy/scipy), which does not touch MKL's state.
 - OpenMP threads spin-wait for work. On small problems (N of a few hundred) a second thread gains nothing,
-  and on cores shared with another process the spinning slows a job down many times. ``auto`` gives small
-  problems one thread (:data:`SMALL_PROBLEM`, measured by ``make bench``, threads case).
+  and on cores shared with another process the spinning slows a job down many times. ``auto`` gives
+  problems below :data:`SMALL_PROBLEM` neurons one thread (``make bench``, threads case, numbers there).
 
 A job sets its budget once (:func:`job_budget`); a launcher running several jobs on one machine passes
 ``threads=k`` so that jobs × threads ≤ cores. :func:`map_chunks` is the one place that runs work on several
@@ -30,8 +30,22 @@ from torch import Tensor
 
 __all__ = ["SMALL_PROBLEM", "available_cores", "budget", "choose", "job_budget", "map_chunks"]
 
-#: ``threads=auto`` gives one thread to problems with fewer neurons than this (``make bench``, threads case)
-SMALL_PROBLEM = 384
+#: ``threads=auto`` gives one thread to problems with fewer neurons than this. Measured by ``make bench``
+#: (threads case) on the 2-core development machine, shared with other jobs throughout (its CPU 80–100 % busy
+#: before each measurement), one thread against two, medians of 3:
+#:
+#: - a retrieval batch (``integrate``, 256 cues, α = 0.05): two threads slower at every N from 32 to 1024,
+#:   1.6–270× with OpenMP's default (spinning) waits: 1.1 s vs 7.1 s at N = 1024, 0.28 s vs 8.1 s at 512, 0.17 s
+#:   vs 1.1 s at 384, next to a busy process 2.4 s vs 23.8 s at 1024; with ``OMP_WAIT_POLICY=PASSIVE`` set
+#:   before torch is imported the collapse goes but two threads still lose (×0.73 at N = 128, ×0.92 at 512,
+#:   ×0.82 at 1024);
+#: - a batch of ``eigvalsh`` (split over Python threads, no OpenMP spinning): two threads 1.0–1.6× faster from
+#:   N = 64 (×1.5 at N = 1024).
+#:
+#: No size up to 1024 gains overall, so auto keeps one thread up to there; the bound sits beyond the measured
+#: range, where a retrieval step's (B, N)·(N, N) products are large enough to share. Re-measure on the machine
+#: that runs the jobs (``python bench/run.py --only threads``).
+SMALL_PROBLEM = 2048
 
 
 @cache

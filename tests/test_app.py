@@ -88,16 +88,6 @@ def test_degenerate_run_warns_in_results(tmp_path: Path) -> None:
         "stopped, not attractors", "m: no capacity_alpha (why)"]
 
 
-def test_capacity_task_reports_its_own_answer(tmp_path: Path) -> None:
-    r = run_inprocess(["task=capacity", "logger=none", "n_neurons=40", "activation.beta=10", "retrieval.n_cues=2",
-                       "task.p_max=12"], tmp_path)
-    assert r["status"] == "ok"
-    points = pd.read_parquet(tmp_path / "capacity_points.parquet")
-    alpha = r["metrics"]["capacity_alpha"]
-    passing = points[points["retrieval_accuracy"] >= 0.9]["n_patterns"]
-    assert alpha == pytest.approx(passing.max() / 40) if len(passing) else alpha is None
-
-
 def test_critical_load_task_reports_alpha_s(tmp_path: Path) -> None:
     r = run_inprocess(["task=critical_load", "logger=none", "n_neurons=30", "model=modified", "strategy=identity",
                        "activation=power", "dataset=lognormal", "cue=gaussian", "weights=pseudoinverse",

@@ -29,7 +29,7 @@ from hopbench.core.models import Model
 from hopbench.core.system import System, generator
 from hopbench.solve import SolverConfig, Trajectories, integrate, polish
 
-__all__ = ["Measurement", "lyapunov_check", "make_cues", "retrieval", "spurious", "stability_at_patterns"]
+__all__ = ["Measurement", "lyapunov_check", "make_cues", "retrieval", "retrieve", "spurious", "stability_at_patterns"]
 
 
 @dataclass
@@ -78,6 +78,21 @@ def _end_state_columns(ends: EndStates) -> dict[str, Any]:
             "polish_residual": ends.polish_residual.numpy()}
 
 
+def retrieve(system: System, model: Model, index: Tensor, cues: Tensor, solver: SolverConfig, *, threshold: float,
+             record_energy: bool = False) -> tuple[Trajectories, dict[str, Tensor]]:
+    """Integrate from cues (B, N_visible) of the stored patterns ``index`` (B,); per-cue outcomes (B,) on CPU:
+    ``overlap`` with the target, ``success`` (overlap ≥ threshold), the most similar pattern ``nearest`` and its
+    similarity ``best`` (± for ±1 data), ``nearest_ok``. Shared by :func:`retrieval` and the capacity search (which
+    needs no end-state classes, only the outcome of each cue)."""
+    X = system.data.patterns
+    traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
+    a = _activity(system, model, traj.x)
+    overlap = cosine(a, X[index])
+    best, nearest = similarities(a, X, system.data.sign_symmetric).max(-1)
+    return traj, {"overlap": overlap, "success": torch.isfinite(overlap) & (overlap >= threshold),
+                  "nearest": nearest, "best": best, "nearest_ok": torch.isfinite(best) & (best >= threshold)}
+
+
 def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfig, *, n_cues: int,
               threshold: float, record_energy: bool = False, end_states: EndStateConfig | None = None) -> Measurement:
     """§5.1: success when cosine(final activity, target) ≥ threshold (whatever the trajectory's status);
@@ -88,13 +103,9 @@ def retrieval(system: System, model: Model, cue: Corruption, solver: SolverConfi
     target without reaching one (max_time, stall)."""
     X = system.data.patterns
     index, cues = make_cues(system, cue, n_cues)
-    traj = integrate(model, _start(system, model, cues), solver, record_energy=record_energy)
-    a = _activity(system, model, traj.x)
-    overlap = cosine(a, X[index])
-    success = torch.isfinite(overlap) & (overlap >= threshold)
-    sims = similarities(a, X, system.data.sign_symmetric)
-    best, nearest = sims.max(-1)
-    nearest_ok = torch.isfinite(best) & (best >= threshold)
+    traj, out = retrieve(system, model, index, cues, solver, threshold=threshold, record_energy=record_energy)
+    overlap, success, nearest_ok, best, nearest = (out[k] for k in ("overlap", "success", "nearest_ok", "best",
+                                                                     "nearest"))
     ends = classify(system, model, traj, solver, threshold=threshold, targets=index, config=end_states)
     scalars = {
         "retrieval_accuracy": float(success.double().mean()),
@@ -157,15 +168,16 @@ def fixed_points_from_patterns(system: System, model: Model, solver: SolverConfi
 
 def stability_at_patterns(system: System, model: Model, solver: SolverConfig, config: StabilityConfig, *,
                           max_points: int, threshold: float, follow_dynamics: bool = True,
-                          keep_spectra: bool = False) -> Measurement:
-    """§5.4: the fixed point reached from each stored pattern, polished by Newton, analysed in float64."""
+                          keep_spectra: bool | int = False, split: bool = False) -> Measurement:
+    """§5.4: the fixed point reached from each stored pattern, polished by Newton, analysed in float64
+    (``keep_spectra`` and ``split`` as in :func:`hopbench.analysis.stability.analyse`)."""
     X = system.data.patterns[:max_points]
     x, traj = fixed_points_from_patterns(system, model, solver, max_points, follow_dynamics=follow_dynamics)
     m64 = model.to(dtype=torch.float64)
     B = x.shape[0]
     finite = torch.isfinite(x).all(-1)
     polished = polish(m64, x[finite])
-    table = analyse(m64, polished.x, config, keep_spectra=keep_spectra)
+    table = analyse(m64, polished.x, config, keep_spectra=keep_spectra, split=split)
     full = _expand(table, finite, B)
     xs = torch.full_like(x, math.nan)
     xs[finite] = polished.x

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from hopbench.solve import EnergyTrace
 
-__all__ = ["capacity_curve", "comparison_bars", "critical_load_curve", "energy_traces", "overlap_histogram",
-           "spectra", "training_curve"]
+__all__ = ["SPECTRA_POINTS", "capacity_curve", "comparison_bars", "critical_load_curve", "energy_traces",
+           "overlap_histogram", "spectra", "training_curve"]
 
 
 def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, title: str) -> Figure:
@@ -49,7 +49,11 @@ def energy_traces(traces: Mapping[str, EnergyTrace], title: str, n: int = 8) -> 
     return fig
 
 
-def spectra(eigs: Mapping[str, np.ndarray], title: str, max_points: int = 8) -> Figure:
+#: fixed points whose Jacobian spectra the spectra figure shows
+SPECTRA_POINTS = 8
+
+
+def spectra(eigs: Mapping[str, np.ndarray], title: str, max_points: int = SPECTRA_POINTS) -> Figure:
     """Jacobian eigenvalues in the complex plane at up to ``max_points`` fixed points per model."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()

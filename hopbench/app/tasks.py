@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, search
 from hopbench.analysis.curves import alpha_crossing
-from hopbench.analysis.end_states import CUE_CLASSES
 from hopbench.analysis.metrics import Measurement, lyapunov_check, retrieval, spurious, stability_at_patterns
 from hopbench.analysis.training import TrainConfig, train
 from hopbench.app import plots
@@ -170,7 +170,7 @@ def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dic
             log.info("%s: stability at up to %d stored patterns", name, job.stability.max_points)
             t0 = _clock(system.device)
             m = stability_at_patterns(system, model, job.solver, job.stability, max_points=job.stability.max_points,
-                                      threshold=job.retrieval.threshold, keep_spectra=True)
+                                      threshold=job.retrieval.threshold, keep_spectra=plots.SPECTRA_POINTS)
             metrics.update(m.scalars)
             metrics["jacobian_route"] = m.extras["route"]
             _collect(tables, m, model=name)
@@ -207,27 +207,21 @@ def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dic
 
 @TASKS.register("capacity")
 @dataclass(frozen=True, kw_only=True)
-class Capacity(Task):
-    """The largest load α_c with retrieval accuracy ≥ ``level``, by bisection on P in [p_min, p_max] (§5.2;
-    p_max None: N)."""
+class Capacity(CapacityConfig, Task):
+    """The largest load α_c with retrieval accuracy ≥ ``level`` (§5.2): P grows ×``growth`` from ``p_min`` until a
+    load fails, then bisection inside that bracket; each load is decided on as few cues as can decide it exactly
+    (at most ``chunk`` integrated at a time); ``p_max`` None: N."""
 
     name = "capacity"
-    level: float = 0.9
-    p_min: int = 1
-    p_max: int | None = None
-
-    def __post_init__(self) -> None:
-        number("task.level", self.level, above=0, at_most=1)
-        number("task.p_min", self.p_min, at_least=1, integer=True)
-        if self.p_max is not None:
-            number("task.p_max", self.p_max, at_least=self.p_min, integer=True)
 
     def largest_system(self, job: Job) -> tuple[int, int]:
         p = self.p_max or job.system.n_neurons
-        return p, p * job.retrieval.n_cues
+        return p, min(self.chunk, p * job.retrieval.n_cues)
 
     def check(self, job: Job) -> None:
-        job.system.weights.check(self.p_max or job.system.n_neurons, job.system.n_neurons, job.system.activation)
+        n = job.system.n_neurons
+        number("task.p_min", self.p_min, at_most=self.p_max or n, integer=True)
+        job.system.weights.check(self.p_max or n, n, job.system.activation)
 
     def run(self, job: Job, recorder: Recorder) -> dict:
         per_model, info, rows = {}, {}, []
@@ -244,42 +238,36 @@ class Capacity(Task):
         return _result(job, per_model, info)
 
     def _search(self, job: Job, name: str) -> tuple[dict, list[dict], dict]:
-        """Bisection on P for accuracy ≥ level; every evaluated point is kept."""
         N = job.system.n_neurons
-        level, lo, hi = self.level, self.p_min, self.p_max or N
-        points: dict[int, dict] = {}
         info: dict = {}
 
-        def accuracy(P: int) -> float:
-            if P not in points:
-                system = job.build(n_patterns=P)[name]
-                info.update(model_info(system.model))
-                m = retrieval(system, system.model, job.cue, job.solver, n_cues=job.retrieval.n_cues,
-                              threshold=job.retrieval.threshold, end_states=job.end_states)
-                points[P] = {"model": name, "n_patterns": P, "load": P / N,
-                             **{k: m.scalars[k] for k in ("retrieval_accuracy", "nearest_accuracy", "mean_overlap",
-                                                          "converged_fraction")},
-                             **{f"retrieval_{c}_fraction": m.scalars[f"retrieval_{c}_fraction"] for c in CUE_CLASSES}}
-            return points[P]["retrieval_accuracy"]
+        def system_for(P: int) -> System:
+            system = job.build(n_patterns=P)[name]
+            info.update(model_info(system.model))
+            return system
 
-        bar = tqdm(desc=f"capacity {name}", leave=False, disable=None)
-        note = None
-        if accuracy(lo) < level:
-            alpha, interp, note = None, None, f"accuracy < {level} already at P = {lo}"
-        elif accuracy(hi) >= level:
-            alpha, interp, note = hi / N, None, f"lower bound: accuracy ≥ {level} up to P = {hi}"
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if accuracy(mid) >= level else (lo, mid)
-                bar.update()
-            a_lo, a_hi = points[lo]["retrieval_accuracy"], points[hi]["retrieval_accuracy"]
-            alpha = lo / N
-            interp = (lo + (a_lo - level) / (a_lo - a_hi) * (hi - lo)) / N
+        trial = RetrievalTrial(system_for, job.cue, job.solver, n_cues=job.retrieval.n_cues,
+                               threshold=job.retrieval.threshold)
+        bar = tqdm(desc=f"capacity {name}", unit="cue", leave=False, disable=None)
+        last = {"P": 0, "used": 0}
+
+        def progress(P: int, used: int, total: int, bracket: tuple[int | None, int | None]) -> None:
+            lo, hi = ("?" if b is None else b for b in bracket)
+            bar.set_postfix_str(f"bracket [{lo}, {hi}], P = {P}: {used}/{total} cues", refresh=False)
+            bar.update(used - last["used"] if last["P"] == P else used)
+            if last["P"] != P:
+                log.info("%s: capacity bracket [%s, %s], evaluating P = %d", name, lo, hi, P)
+            last.update(P=P, used=used)
+
+        result = search(trial, n_neurons=N, config=self, progress=progress)
         bar.close()
-        metrics = {"capacity_alpha": alpha, "capacity_alpha_interpolated": interp, "capacity_note": note,
-                   "capacity_points": len(points)}
-        return metrics, sorted(points.values(), key=lambda r: r["n_patterns"]), info
+        points = [{"model": name, "n_patterns": pt.n_patterns, "load": pt.n_patterns / N, "passed": pt.passed,
+                   **trial.summary(pt.n_patterns), "cues_used": pt.cues_used, "cues_total": pt.cues_total,
+                   "accuracy_lower": pt.accuracy_bounds[0], "accuracy_upper": pt.accuracy_bounds[1]}
+                  for pt in result.points]
+        metrics = {"capacity_alpha": result.alpha, "capacity_alpha_interpolated": result.alpha_interpolated,
+                   "capacity_note": result.note, "capacity_points": len(points), "capacity_cues": result.cues_used}
+        return metrics, sorted(points, key=lambda r: r["n_patterns"]), info
 
 
 def _default_loads() -> list[float]:
@@ -336,7 +324,7 @@ class CriticalLoad(Task):
                 m = stability_at_patterns(system, system.model, job.solver, job.stability,
                                           max_points=job.stability.max_points, threshold=job.retrieval.threshold,
                                           follow_dynamics=self.integrate,
-                                          keep_spectra=abs(alpha - spectrum_load) < 1e-12)
+                                          keep_spectra=abs(alpha - spectrum_load) < 1e-12, split=True)
                 table = m.tables["stability"]
                 rows.append({"model": name, "load": alpha, "n_patterns": P,
                              **{k: v for k, v in m.scalars.items() if not isinstance(v, dict)},

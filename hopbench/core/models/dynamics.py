@@ -152,8 +152,8 @@ class Model:
         dr = self.residual_jacobian(x)
         return dr if self.strategy.is_identity else self.strategy.matrix(x, self.preactivation(x)) @ dr
 
-    def symmetric_jacobian(self, x: Tensor) -> Tensor | None:
-        """A symmetric matrix with the spectrum of J, when one exists cheaply, else None.
+    def symmetric_root(self, x: Tensor) -> Curvature | None:
+        """Λ^{1/2} at x (B, N) when J is similar to the symmetric Λ^{1/2} W Λ^{1/2} − I, else None.
 
         With R = I, W = Wᵀ and Λ ⪰ 0: WΛ − I and ΛW − I are similar to Λ^{1/2} W Λ^{1/2} − I.
         """
@@ -162,7 +162,14 @@ class Model:
         lam = self.curvature(x)
         if bool((lam.eigenvalues() < -1e-12).any()):
             return None
-        S = lam.sqrt().sandwich(self.net.W)
+        return lam.sqrt()
+
+    def symmetric_jacobian(self, x: Tensor) -> Tensor | None:
+        """A symmetric matrix (B, N, N) with the spectrum of J (see :meth:`symmetric_root`), else None."""
+        root = self.symmetric_root(x)
+        if root is None:
+            return None
+        S = root.sandwich(self.net.W)
         S.diagonal(dim1=-2, dim2=-1).sub_(1.0)  # symmetric up to rounding; eigvalsh reads one triangle
         return S
 
