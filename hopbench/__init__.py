@@ -5,6 +5,13 @@ typed configs); the layers are ``hopbench.core`` (mathematics), ``hopbench.solve
 ``hopbench.app`` and ``hopbench.repro``.
 """
 
+import os
+
+# OpenMP threads that wait actively spin on the cores between torch's small parallel regions, which slows a job
+# many times when other processes share the cores; waiting passively costs nothing measurable here. Read by the
+# OpenMP runtime when torch loads it, so it must come before torch is imported; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from importlib.metadata import PackageNotFoundError, version
 
 from hopbench.app.compose import compose
