@@ -347,6 +347,54 @@ def test_submitit_local_runs_each_job_in_its_own_process(tmp_path: Path) -> None
     assert "2/2 jobs done" in proc.stderr
 
 
+FAKE_SBATCH = """\
+import os, re, subprocess, sys
+script = open(sys.argv[1]).read()
+open(os.environ["FAKE_SLURM_LOG"], "a").write(script + "\\n#END\\n")
+first, last = map(int, re.search(r"--array=(\\d+)-(\\d+)", script).groups())
+print("Submitted batch job 4242", flush=True)
+env = {**os.environ, "SLURM_ARRAY_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+       "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost"}
+tasks = [{**env, "SLURM_ARRAY_TASK_ID": str(a), "SLURM_JOB_ID": str(5000 + a)} for a in range(first, last + 1)]
+code = "import subprocess, sys, json; [subprocess.run(['bash', sys.argv[1]], env=e) for e in json.loads(sys.argv[2])]"
+import json
+subprocess.Popen([sys.executable, "-c", code, sys.argv[1], json.dumps(tasks)], start_new_session=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+FAKE_SRUN = """\
+import os, sys
+args = sys.argv[1:]
+while args and args[0].startswith("-"):
+    args = args[2:] if args[0] in ("--output", "--error") else args[1:]
+os.execvp(args[0], args)
+"""
+
+
+@pytest.mark.slow
+def test_submitit_slurm_preset_on_a_stand_in_cluster(tmp_path: Path) -> None:
+    """The SLURM preset through submitit with stand-ins for sbatch, srun and sacct that run the array's tasks here:
+    the sbatch script asks for what the preset and the command line say, every task runs, the summary appears."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("sacct", "")):
+        (bin_dir / name).write_text(f"#!{sys.executable}\n{body}")
+        (bin_dir / name).chmod(0o755)
+    sweep, log = tmp_path / "sweep", tmp_path / "sbatch.log"
+    proc = hopbench(["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                     "hydra.launcher.gpus_per_node=1", "hydra.launcher.array_parallelism=1", "model=original,modified",
+                     *TINY, "task.lyapunov=false", f"hydra.sweep.dir={sweep}"], tmp_path,
+                    env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    script = log.read_text()
+    for flag in ("--partition=gpu", "--time=240", "--mem=16GB", "--cpus-per-task=4", "--gpus-per-node=1",
+                 "--array=0-1%1"):
+        assert f"#SBATCH {flag}\n" in script, flag
+    results = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]
+    assert sorted(r["choices"]["model"] for r in results) == ["modified", "original"]
+    assert all(r["status"] == "ok" and r["system"]["threads"] <= 4 for r in results)
+    assert len(pd.read_csv(sweep / "summary.csv").query("row == 'job'")) == 2
+
+
 @pytest.mark.slow
 def test_joblib_jobs_share_the_cores(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
