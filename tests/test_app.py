@@ -285,12 +285,12 @@ def wandb_records(path: Path) -> list:
 
 
 def test_wandb_offline_multirun_group_job_type_and_names(tmp_path: Path) -> None:
-    run(["-m", "model=original,modified", "logger=wandb", "experiment_name=wbtest", "n_neurons=20",
+    proc = run(["-m", "model=original,modified", "logger=wandb", "experiment_name=wbtest", "n_neurons=20",
          "task.spurious=false", "task.stability=false", "lyapunov.n_states=9", "retrieval.n_cues=2"], tmp_path,
         env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CACHE_DIR": str(tmp_path / "cache"),
              "WANDB_CONFIG_DIR": str(tmp_path / "config")})
     files = sorted((tmp_path / "multirun").rglob("run-*.wandb"))
-    assert len(files) == 3  # a run per job and the sweep's summary run
+    assert len(files) == 3, proc.stderr[-3000:]  # a run per job and the sweep's summary run
     seen, logged = {}, {}
     for file in files:
         records = wandb_records(file)

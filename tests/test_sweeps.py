@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from hopbench import threads
 from hopbench.app import plots, runner, tasks
 from hopbench.app.report import aggregate, collect, figure_axes, key_columns, write_summary
 from hopbench.app.sweep import MAX_DIRNAME, job_dirname
-from hopbench.app.tracking import completed, config_hash, flat_config, run_id
+from hopbench.app.tracking import RUN_SETTINGS, completed, config_hash, flat_config, run_id, write_json
 from tests.conftest import compose_hydra, run_inprocess
 from tests.test_app import ROOT, wandb_records
 
@@ -49,11 +50,42 @@ def file_digests(folder: Path) -> dict[str, str]:
 # job folders --------------------------------------------------------------------------------------------------
 def test_job_folders_name_what_they_ran() -> None:
     assert job_dirname(["seed=2", "model=modified", "activation=relu"]) == "activation=relu,model=modified,seed=2"
-    # run settings and excluded (fixed) keys are left out; a leading + or ~ does not hide a key
-    assert job_dirname(["logger=wandb", "logger.mode=offline", "device=cpu", "threads=2", "resume=false",
-                        "experiment_name=x", "objective=metrics.a", "+n_neurons=20", "load=0.1"],
-                       exclude=["load"]) == "+n_neurons=20"
+    # excluded keys are left out (a group's key with its parameters); a leading + or ~ does not hide a key
+    assert job_dirname(["logger=wandb", "logger.mode=offline", "+n_neurons=20", "load=0.1"],
+                       exclude=["logger", "logger.*", "load"]) == "+n_neurons=20"
+    # a fixed option does not hide its swept parameters
+    assert job_dirname(["dataset=npz", "dataset.path=a.npz"], exclude=["dataset"]) == "dataset.path=a.npz"
     assert job_dirname([]) == job_dirname(["n_neurons=20"], exclude=["n_neurons"]) == "job"
+
+
+def test_folder_names_leave_out_the_run_settings() -> None:
+    """conf/config.yaml's exclude_keys are the run settings that config_hash leaves out (hydra's own keys are
+    never in a job's overrides)."""
+    cfg = compose_hydra([], hydra_node=True)
+    excluded = cfg.hydra.job.config.override_dirname.exclude_keys
+    assert {key.removesuffix(".*") for key in excluded} == set(RUN_SETTINGS) - {"hydra"}
+
+
+def test_the_resumable_sweeper_names_jobs_by_their_swept_keys(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hopbench.app.sweep import resumable_batches
+
+    sweeper = SimpleNamespace(config=compose_hydra([f"hydra.sweep.dir={tmp_path}"], hydra_node=True))
+    parser = OverridesParser.create()
+    batches = resumable_batches(sweeper, parser.parse_overrides(["device=cpu,cuda", "seed=0,1", "model=modified",
+                                                                 "logger=none"]), None)
+    assert len(batches) == 1 and len(batches[0]) == 4
+    names = []
+    for job in batches[0]:
+        *task, naming = parser.parse_overrides(job)
+        assert naming.key_or_group == "hydra.job.config.override_dirname.exclude_keys"
+        names.append(job_dirname([o.input_line for o in task], naming.value()))
+    assert names == ["device=cpu,seed=0", "device=cpu,seed=1", "device=cuda,seed=0", "device=cuda,seed=1"]
+    batches = resumable_batches(sweeper, parser.parse_overrides(["seed=0,1,2"]), 2)  # max_batch_size=2
+    assert [[job[0] for job in batch] for batch in batches] == [["seed=0", "seed=1"], ["seed=2"]]
 
 
 def test_job_folders_stay_short_and_distinct() -> None:
@@ -217,6 +249,27 @@ def test_phase_diagram_marks_null_cells() -> None:
     assert "null" in texts and "0.25\nn=2" in texts
 
 
+def test_a_swept_load_is_the_axis_as_asked_not_the_rounded_one(tmp_path: Path) -> None:
+    """load=0.05,0.1 at N = 16, 24 builds P = round(αN) patterns, so P/N differs from cell to cell; the summary's
+    keys and figures use the load asked for, and the grid has no holes."""
+    for n in (16, 24):
+        for load in (0.05, 0.1):
+            p = max(1, round(load * n))
+            write_json(tmp_path / f"{n}-{load}" / "results.json", {
+                "status": "ok", "task": "evaluate", "config_hash": f"{n}{load}", "choices": {"model": "original"},
+                "config": {"n_neurons": n, "load": load, "n_patterns": None, "seed": 0},
+                "system": {"n_neurons": n, "n_patterns": p, "load": p / n}, "metrics": {"retrieval_accuracy": 1.0}})
+    frame = collect([tmp_path])
+    assert sorted(frame["load"]) == [0.05, 0.05, 0.1, 0.1] and frame["system.load"].nunique() == 4
+    summary = write_summary(frame, tmp_path / "out")
+    assert summary.axes == ["n_neurons", "load"]
+    phase = tmp_path / "out" / "summary_figures" / "retrieval_accuracy_phase_n_neurons_load.png"
+    assert phase in summary.figures
+    points = summary.frame[summary.frame["row"] == "aggregate"]
+    image = plots.phase_diagram(points, "retrieval_accuracy", "load", "n_neurons", [], "t").axes[0].get_images()[0]
+    assert not image.get_array().mask.any()
+
+
 def test_write_summary_files(tmp_path: Path) -> None:
     summary = write_summary(_jobs_frame(), tmp_path)
     table = pd.read_csv(tmp_path / "summary.csv")
@@ -227,16 +280,24 @@ def test_write_summary_files(tmp_path: Path) -> None:
 
 
 # wandb -------------------------------------------------------------------------------------------------------
-def _offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """wandb offline into ``tmp_path`` for one test. wandb announces its service to child processes in
+    WANDB_SERVICE: the service is stopped and the variable restored afterwards, or a later subprocess would log
+    through this process's service."""
+    import wandb
+
     for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": tmp_path, "WANDB_CACHE_DIR": tmp_path / "cache",
                        "WANDB_CONFIG_DIR": tmp_path / "config", "WANDB_SILENT": "true"}.items():
         monkeypatch.setenv(key, str(value))
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    yield tmp_path
+    wandb.teardown()
 
 
-def test_wandb_job_run_holds_results_flat_config_tags_and_resumes_its_id(tmp_path: Path,
+def test_wandb_job_run_holds_results_flat_config_tags_and_resumes_its_id(offline_wandb: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    _offline_wandb(monkeypatch, tmp_path)
-    out = tmp_path / "job"
+    out = offline_wandb / "job"
     overrides = ["logger=wandb", *TINY[1:], "task.lyapunov=false", "task.spurious=false", "activation=tanh"]
     real = tasks.retrieval
 

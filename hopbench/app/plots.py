@@ -103,6 +103,11 @@ def _counts(n: pd.Series) -> str:
     return f"n={low}" if low == high else f"n={low}–{high}"
 
 
+def _count(points: pd.DataFrame, metric: str) -> str | None:
+    """The column counting the values behind each point's mean: ``<metric>_n``, else the runs ``n``."""
+    return next((c for c in (f"{metric}_n", "n") if c in points), None)
+
+
 def _check_one_per_point(points: pd.DataFrame, keys: Sequence[str], metric: str) -> None:
     if points.duplicated(subset=list(keys)).any():
         raise ValueError(f"{metric}: several configurations share a point of ({', '.join(keys)}); a figure never "
@@ -111,9 +116,10 @@ def _check_one_per_point(points: pd.DataFrame, keys: Sequence[str], metric: str)
 
 def metric_lines(points: pd.DataFrame, metric: str, x: str, lines: Sequence[str], title: str) -> Figure:
     """``metric`` against ``x``: the mean over seeds with standard-error bars, one line per combination of the
-    ``lines`` keys. ``points`` has one row per configuration (columns ``x``, ``lines``, ``metric``,
-    ``metric_se``, ``n``); a null mean is a gap in its line, never a zero. A categorical ``x`` is spread over
-    evenly spaced positions, each line's points side by side and not joined."""
+    ``lines`` keys. ``points`` has one row per configuration (columns ``x``, ``lines``, ``metric``, ``metric_se``,
+    and ``metric_n`` or ``n``: the values behind each mean, shown in the legend); a null mean is a gap in its
+    line, never a zero. A categorical ``x`` is spread over evenly spaced positions, each line's points side by
+    side and not joined."""
     lines = list(lines)
     _check_one_per_point(points, [x, *lines], metric)
     numeric = pd.api.types.is_numeric_dtype(points[x]) and not pd.api.types.is_bool_dtype(points[x])
@@ -131,7 +137,8 @@ def metric_lines(points: pd.DataFrame, metric: str, x: str, lines: Sequence[str]
             where = group[x].astype(float).to_numpy()
         else:
             where = np.array([categories.index(v) for v in group[x].astype(str)]) + (i - (len(groups) - 1) / 2) * width
-        label = f"{_label(lines, values)} ({_counts(group['n'])})" if "n" in group else _label(lines, values)
+        count = _count(group, metric)
+        label = f"{_label(lines, values)} ({_counts(group[count])})" if count else _label(lines, values)
         line, = ax.plot(where, mean, "o-" if numeric else "o", label=label)  # categories: points, not lines
         bars = np.isfinite(mean) & np.isfinite(se)  # one seed: no spread to show
         ax.errorbar(where[bars], mean[bars], yerr=se[bars], fmt="none", capsize=3, color=line.get_color())
@@ -147,10 +154,14 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
                   max_panels: int = 12) -> Figure:
     """``metric`` over two numeric keys ``x`` and ``y`` as a heatmap (a phase diagram), one panel per combination
     of the ``panels`` keys (at most ``max_panels``): each cell is one configuration's mean over seeds, annotated
-    with its value and run count; a null or missing cell is grey and marked ``null``, never a zero."""
+    with its value and the count of values behind it; a null or missing cell is grey and marked ``null``, never a
+    zero."""
     panels = list(panels)
     _check_one_per_point(points, [x, y, *panels], metric)
-    groups = list(points.groupby(panels, dropna=False, sort=True))[:max_panels] if panels else [((), points)]
+    groups = list(points.groupby(panels, dropna=False, sort=True)) if panels else [((), points)]
+    if len(groups) > max_panels:
+        title = f"{title} (the first {max_panels} of {len(groups)} panels)"
+        groups = groups[:max_panels]
     xs, ys = sorted(points[x].dropna().unique()), sorted(points[y].dropna().unique())
     values = points[metric].astype(float)
     low, high = (float(values.min()), float(values.max())) if values.notna().any() else (0.0, 1.0)
@@ -159,6 +170,7 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
     fig = Figure(figsize=(0.9 * len(xs) * cols + 2, 0.7 * len(ys) * rows + 1.6))
     axes = fig.subplots(rows, cols, squeeze=False)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    count = _count(points, metric)
     image = None
     for ax, (key, group) in zip(axes.flat, groups, strict=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -167,7 +179,7 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
         for _, row in group.iterrows():
             i, j = ys.index(row[y]), xs.index(row[x])
             grid[i, j] = row[metric]
-            counts[i, j] = int(row["n"]) if "n" in row else 1
+            counts[i, j] = int(row[count]) if count else 1
         image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, vmin=low, vmax=high)
         for i in range(len(ys)):
             for j in range(len(xs)):
@@ -176,7 +188,7 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
                         color="white" if np.isfinite(grid[i, j]) and grid[i, j] < (low + high) / 2 else "black")
         ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
         ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
-        ax.set(xlabel=x, ylabel=y, title=_label(panels, key))
+        ax.set(xlabel=x, ylabel=y, title=_label(panels, key) if panels else "")
     for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
     if image is not None:

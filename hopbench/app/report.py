@@ -35,18 +35,17 @@ __all__ = ["HEADLINES", "Summary", "aggregate", "collect", "figure_axes", "key_c
 _MODEL = ["model", "strategy", "energy", "activation", "weights", "n_neurons"]
 #: the columns a researcher reads first, per task: each task's table shows its own answer
 HEADLINES = {
-    "evaluate": [*_MODEL, "load", "retrieval_accuracy", "spurious_rate", "n_spurious_attractors", "stable_fraction",
-                 "dead_fraction",
-                 "energy_inconclusive_fraction", "lyapunov_violation_fraction", "converged_fraction",
-                 "theory_backed", "time_s", "status"],
-    "train": [*_MODEL, "load", "train_loss_final", "train_steps", "train_time_s", "retrieval_accuracy",
+    "evaluate": [*_MODEL, "system.load", "retrieval_accuracy", "spurious_rate", "n_spurious_attractors",
+                 "stable_fraction", "dead_fraction", "energy_inconclusive_fraction", "lyapunov_violation_fraction",
+                 "converged_fraction", "theory_backed", "time_s", "status"],
+    "train": [*_MODEL, "system.load", "train_loss_final", "train_steps", "train_time_s", "retrieval_accuracy",
               "spurious_rate", "stable_fraction", "dead_fraction", "energy_inconclusive_fraction", "time_s",
               "status"],
     "capacity": ["model", "activation", "weights", "dataset", "n_neurons", "capacity_alpha",
                  "capacity_alpha_interpolated", "capacity_points", "capacity_note", "time_s", "status"],
     "critical_load": ["model", "activation", "weights", "dataset", "n_neurons", "alpha_s", "alpha_s_note", "time_s",
                       "status"],
-    "lyapunov": [*_MODEL, "load", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
+    "lyapunov": [*_MODEL, "system.load", "lyapunov_violation_fraction", "lyapunov_max_relative_violation",
                  "trajectory_energy_increase_fraction", "theory_backed", "time_s", "status"],
     "reproduce": ["reproduction", "claims_passed", "claims", "passed", "time_s", "status"],
 }
@@ -54,7 +53,7 @@ FAILED = ["run_dir", "task", "status", "error"]
 #: columns that say which run a row is (and its seed), not which configuration
 RUN_COLUMNS = ("row", "run_dir", "status", "error", "experiment", "config_hash", "device", "seed")
 #: columns besides the config's keys that say what a row measured: the task and, per model of a comparison, the
-#: model; the system's actual size
+#: model (``n_patterns`` and ``load`` are the config's, as asked; ``system.*`` what the run built, P = round(αN))
 _ROW_KEYS = ("task", "model", "strategy", "energy", "reproduction", "n_neurons", "n_patterns", "load")
 #: the config's top-level keys that change what a job computes (a config column is one of these or ``group.param``)
 _CONFIG_KEYS = tuple(k for k in HopbenchConfig.__dataclass_fields__ if k not in RUN_SETTINGS and k != "seed")
@@ -62,8 +61,8 @@ _CONFIG_KEYS = tuple(k for k in HopbenchConfig.__dataclass_fields__ if k not in 
 #: a figure leaves such a key off its axes when the other axes decide it
 _DERIVED = ("n_patterns", "load", "strategy", "energy")
 #: headline columns that are not measurements to plot
-_NOT_PLOTTED = {*_ROW_KEYS, "activation", "weights", "dataset", "time_s", "status", "theory_backed", "claims",
-                "passed", "capacity_points", "train_time_s", "train_steps"}
+_NOT_PLOTTED = {*_ROW_KEYS, "system.load", "activation", "weights", "dataset", "time_s", "status", "theory_backed",
+                "claims", "passed", "capacity_points", "train_time_s", "train_steps"}
 #: a warning when more than this fraction of a measurement's trajectories did not reach a steady state
 UNSETTLED_WARNING = 0.5
 
@@ -88,8 +87,9 @@ def rows_from_results(results: dict, run_dir: str = "") -> list[dict]:
         "run_dir": run_dir, "status": results.get("status"), "error": results.get("error"),
         "task": results.get("task"), "experiment": config.get("experiment_name"),
         "activation": chosen.get("activation"), "weights": chosen.get("weights"), "dataset": chosen.get("dataset"),
-        "n_neurons": system.get("n_neurons", config.get("n_neurons")), "n_patterns": system.get("n_patterns"),
-        "load": system.get("load"), "seed": config.get("seed"), "config_hash": results.get("config_hash"),
+        "n_neurons": system.get("n_neurons", config.get("n_neurons")), "n_patterns": config.get("n_patterns"),
+        "load": config.get("load"), "system.n_patterns": system.get("n_patterns"), "system.load": system.get("load"),
+        "seed": config.get("seed"), "config_hash": results.get("config_hash"),
         "device": results.get("device"),
     }
     if results.get("task") == "reproduce":  # a published result: its verdicts, not the base network's settings
@@ -192,7 +192,8 @@ def _end_states(results: Sequence[dict]) -> pd.DataFrame:
 def key_columns(frame: pd.DataFrame) -> list[str]:
     """The columns that make a configuration: the task, the model and system size of a row, and the config's keys
     (not the seed, nor where, how or by whom it ran)."""
-    return [c for c in frame.columns if c not in RUN_COLUMNS and (c in _ROW_KEYS or c in _CONFIG_KEYS or "." in c)]
+    return [c for c in frame.columns if c not in RUN_COLUMNS and not c.startswith("system.")
+            and (c in _ROW_KEYS or c in _CONFIG_KEYS or "." in c)]
 
 
 def _is_measure(series: pd.Series) -> bool:

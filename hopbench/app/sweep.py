@@ -36,7 +36,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hopbench.app.tracking import (
-    RUN_SETTINGS,
     WandbLogger,
     completed,
     config_hash,
@@ -65,13 +64,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+\-]")
 
 def job_dirname(overrides: Sequence[str], exclude: Sequence[str] = ()) -> str:
     """A job's folder name: its overrides as ``key=value`` joined by commas, sorted with ``seed`` last, without the
-    keys in ``exclude`` nor the run settings (logger, device, threads, resume, experiment_name, objective).
-    Characters other than letters, digits and ``._,=+-`` become ``_``; a name that changed that way or is longer
-    than :data:`MAX_DIRNAME` is cut and ends with a hash of the whole, so different jobs never share a folder."""
+    keys in ``exclude`` (``logger.*`` leaves out every key under ``logger``). Characters other than letters, digits
+    and ``._,=+-`` become ``_``; a name that changed that way or is longer than :data:`MAX_DIRNAME` is cut and ends
+    with a hash of the whole, so different jobs never share a folder."""
+    prefixes = tuple(e[:-1] for e in exclude if e.endswith(".*"))
     items = []
     for line in map(str, overrides):
         key = line.partition("=")[0].lstrip("+~")
-        if key in exclude or key.split(".")[0] in RUN_SETTINGS:
+        if key in exclude or key.startswith(prefixes or ("\0",)):
             continue
         items.append(line)
     items.sort(key=lambda item: (item.lstrip("+~").startswith("seed="), item))
@@ -101,14 +101,15 @@ def _say(sweep_dir: Path, message: str) -> None:
 
 def resumable_batches(sweeper: BasicSweeper, overrides: list[Override], max_batch_size: int | None
                       ) -> list[list[list[str]]]:
-    """The batches a resumable sweeper launches: every job of the sweep, each named by the swept keys (the fixed
-    keys join ``hydra.job.config.override_dirname.exclude_keys``), less those already complete in the sweep folder
-    (with ``resume``)."""
+    """The batches a resumable sweeper launches: every job of the sweep, each named by its swept keys (the fixed
+    keys join ``hydra.job.config.override_dirname.exclude_keys``; a swept key leaves it, so that ``device=cpu,cuda``
+    gives two folders), less those already complete in the sweep folder (with ``resume``)."""
     assert sweeper.config is not None
     jobs = BasicSweeper.split_arguments(overrides, None)[0]
     fixed = {o.key_or_group for o in overrides if not o.is_sweep_override()}
-    exclude = sorted({*sweeper.config.hydra.job.config.override_dirname.exclude_keys, *fixed})
-    naming = f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]"
+    swept = {o.key_or_group for o in overrides if o.is_sweep_override()}
+    exclude = sorted({*sweeper.config.hydra.job.config.override_dirname.exclude_keys, *fixed} - swept)
+    naming = f"hydra.job.config.override_dirname.exclude_keys=[{','.join(repr(str(k)) for k in exclude)}]"
     jobs = [[*job, naming] for job in jobs]
     todo = _unfinished(sweeper, jobs)
     EXPECTED["resumed"] = len(jobs) - len(todo)
@@ -117,10 +118,11 @@ def resumable_batches(sweeper: BasicSweeper, overrides: list[Override], max_batc
 
 def _unfinished(sweeper: BasicSweeper, jobs: list[list[str]]) -> list[list[str]]:
     """Jobs whose folder does not hold their complete results (all of them without ``resume``)."""
-    assert sweeper.config is not None and sweeper.hydra_context is not None
+    assert sweeper.config is not None
     sweep_dir = Path(sweeper.config.hydra.sweep.dir)
     if sweeper.config.get("resume") is False or not any(sweep_dir.glob("*/results.json")):
         return jobs
+    assert sweeper.hydra_context is not None
     todo = []
     for job in jobs:
         cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, list(job))
