@@ -324,6 +324,16 @@ def test_wandb_job_run_holds_results_flat_config_tags_and_resumes_its_id(offline
     assert {"results.json", "retrieval.parquet"} <= {e.path for e in artifacts[0].manifest.contents}
 
 
+def test_wandb_artifact_of_a_training_job_holds_the_trained_weights(offline_wandb: Path) -> None:
+    run_inprocess(["task=train", "logger=wandb", "n_neurons=12", "task.steps=4", "task.log_every=2",
+                   "spurious.n_states=4", "lyapunov.n_states=4", "retrieval.n_cues=1", "task.stability=false"],
+                  offline_wandb / "job")
+    records = wandb_records(next((offline_wandb / "job").rglob("run-*.wandb")))
+    artifact = next(r.artifact for r in records if r.WhichOneof("record_type") == "artifact"
+                    and r.artifact.type == "results")
+    assert {"results.json", "trained_weights.npz", "training.parquet"} <= {e.path for e in artifact.manifest.contents}
+
+
 # sweeps through the command line -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_sweep_summary_with_means_over_seeds(tmp_path: Path) -> None:

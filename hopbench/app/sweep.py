@@ -185,9 +185,10 @@ class Progress:
         self._thread.start()
 
     def end(self) -> None:
+        """Stop polling; the last line (once, even when every job was resumed and none ran)."""
         self._stop.set()
         self._thread.join(timeout=10)
-        self.poll()
+        self.poll(force=self.last is None)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

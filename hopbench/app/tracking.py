@@ -1,8 +1,11 @@
-"""Results on disk (the source of truth) and their wandb mirror (DESIGN §8).
+"""Results on disk (the source of truth) and their wandb mirror (docs/design.md §8).
 
 Every file is written to a temporary name in the same directory and renamed, so a finished result is never
-left half-written. wandb runs offline unless the user asks for online (``logger.mode=online`` or
-``WANDB_MODE=online``); ``logger=none`` or ``WANDB_MODE=disabled`` turns it off.
+left half-written. ``config_hash`` identifies a job's science (not where or how it ran), so that a sweep can
+resume without recompute. wandb runs offline unless the user asks for online (``logger.mode=online`` or
+``WANDB_MODE=online``); ``logger=none`` or ``WANDB_MODE=disabled`` turns it off. A job's wandb run has the
+config flat (``activation.beta``), tags, and results.json with the tables as an artifact; its id comes from the
+config hash and folder, so a job run again continues its run.
 """
 
 from __future__ import annotations
