@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev,sweeps]"
+	@# an editable install's import hook cannot list namespace packages, so Hydra's plugin scan would miss
+	@# hydra_plugins/hopbench_resumable_sweeper: put the source root on the path as well
+	echo "$(CURDIR)" > $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/hopbench-source-root.pth
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +32,7 @@ test: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/pytest tests --cov=hopbench --cov-report=term:skip-covered
 
 lint: $(STAMP)
-	$(BIN)/ruff check hopbench tests bench
+	$(BIN)/ruff check hopbench hydra_plugins tests bench
 
 # the command line in fresh processes, outside the repository: a two-job sweep that must finish with both jobs ok
 smoke: $(STAMP)

@@ -177,7 +177,8 @@ def test_report_aggregates_and_counts_failures(tmp_path: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert "1 of 2 runs did not finish ok" in captured.err and "ValueError: x" in captured.err
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
-    assert set(summary["status"]) == {"ok", "failed"}
+    assert set(summary.query("row == 'job'")["status"]) == {"ok", "failed"}
+    assert summary.query("row == 'aggregate'")[["n", "n_failed"]].sum().tolist() == [1, 1]
 
 
 # the command line in fresh processes -----------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "hopbench.app.report", str(sweep)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
-    summary = pd.read_csv(sweep / "summary.csv")
+    summary = pd.read_csv(sweep / "summary.csv").query("row == 'job'")
     assert sorted(zip(summary["model"], summary["activation"], strict=True)) == [
         ("modified", "relu"), ("modified", "tanh"), ("original", "relu"), ("original", "tanh")]
 
@@ -274,13 +275,13 @@ def wandb_records(path: Path) -> list:
 
 
 def test_wandb_offline_multirun_group_job_type_and_names(tmp_path: Path) -> None:
-    run(["-m", "model=original,modified", "logger=wandb", "experiment_name=wbtest", "n_neurons=20",
+    proc = run(["-m", "model=original,modified", "logger=wandb", "experiment_name=wbtest", "n_neurons=20",
          "task.spurious=false", "task.stability=false", "lyapunov.n_states=9", "retrieval.n_cues=2"], tmp_path,
         env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CACHE_DIR": str(tmp_path / "cache"),
              "WANDB_CONFIG_DIR": str(tmp_path / "config")})
     files = sorted((tmp_path / "multirun").rglob("run-*.wandb"))
-    assert len(files) == 2
-    seen = {}
+    assert len(files) == 3, proc.stderr[-3000:]  # a run per job and the sweep's summary run
+    seen, logged = {}, {}
     for file in files:
         records = wandb_records(file)
         kinds = {r.WhichOneof("record_type") for r in records}
@@ -288,8 +289,17 @@ def test_wandb_offline_multirun_group_job_type_and_names(tmp_path: Path) -> None
         assert "exit" in kinds and "summary" in kinds  # each run properly finished
         assert record.run_group.startswith("wbtest/")
         seen[record.job_type] = (record.run_group, record.display_name)
-    assert set(seen) == {"original", "modified"}
-    assert len({group for group, _ in seen.values()}) == 1  # one group for the sweep
+        history = ["/".join(item.nested_key) or item.key for r in records if r.WhichOneof("record_type") == "history"
+                   for item in r.history.item]
+        artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+        logged[record.job_type] = ({"/".join(key.split("/")[:2]) for key in history},
+                                   {e.path for a in artifacts for e in a.manifest.contents})
+    assert set(seen) == {"original", "modified", "summary"}
+    assert len({group for group, _ in seen.values()}) == 1  # one group for the sweep, summary run included
+    tables, files_logged = logged["summary"]
+    assert {"summary/jobs", "summary/aggregates"} <= tables and {"summary.csv", "summary.parquet"} <= files_logged
+    assert "results.json" in logged["original"][1] and "results.json" in logged["modified"][1]
+    seen.pop("summary")
     names = [name for _, name in seen.values()]
     assert len(set(names)) == 2 and all(n.startswith("wbtest-evaluate-") for n in names)
     assert {n for n in names if "model=original" in n} and {n for n in names if "model=modified" in n}

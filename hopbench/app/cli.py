@@ -4,11 +4,14 @@ The pre-flight expands the command line into jobs exactly as Hydra's sweeper wil
 ``BasicSweeper.split_arguments``, axes from ``hydra.sweeper.params`` included; for other sweepers, every value
 or bound of their search space), composes each job with Hydra's compose API and builds its checked
 :class:`~hopbench.app.job.Job`. Bad input is one line naming the key and what is allowed, with exit code 2,
-before any job starts. After a multirun the command exits 1 when any job did not finish ok, naming them.
+before any job starts. A multirun that would use Hydra's basic sweeper uses its resumable form
+(``hydra/sweeper=resumable``, :mod:`hopbench.app.sweep`; ``hydra/sweeper=basic`` on the command line keeps the
+plain one). After a multirun the command exits 1 when any job did not finish ok, naming them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import sys
@@ -25,7 +28,7 @@ from omegaconf import DictConfig
 
 from hopbench.app.compose import CONFIG_MODULE, config_errors, explicit_keys, job_from_config
 from hopbench.app.configs import register
-from hopbench.app.sweep import EXPECTED, OUTCOME
+from hopbench.app.sweep import EXPECTED, OUTCOME, RESUMABLE
 from hopbench.errors import ConfigError
 
 __all__ = ["main", "preflight"]
@@ -39,6 +42,9 @@ VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--conf
                "-cd", "--experimental-rerun"}
 MAX_PREFLIGHT_JOBS = 2000
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+RESUMABLE_PLUGIN = "hydra_plugins.hopbench_resumable_sweeper"
+#: sweepers that expand the command line as the basic sweeper does
+BASIC_SWEEPERS = (BASIC_SWEEPER, f"{RESUMABLE_PLUGIN}.ResumableSweeper")
 
 
 def _split(argv: Sequence[str]) -> tuple[list[str], bool, bool, str]:
@@ -77,7 +83,7 @@ def _jobs(primary: DictConfig, overrides: list[str], multirun: bool) -> list[lis
     sweeper = primary.hydra.sweeper
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = parser.parse_overrides([*params, *overrides])
-    if sweeper.get("_target_") == BASIC_SWEEPER:
+    if sweeper.get("_target_") in BASIC_SWEEPERS:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         batches = BasicSweeper.split_arguments(parsed, None)
@@ -125,7 +131,8 @@ def preflight(argv: Sequence[str]) -> int:
                     cfg = hydra.compose(config_name, overrides=job)
                     job_from_config(cfg, explicit=explicit_keys(job))
             trials = primary.hydra.sweeper.get("n_trials") if multirun else None
-            basic = not multirun or primary.hydra.sweeper.get("_target_") == BASIC_SWEEPER
+            basic = not multirun or primary.hydra.sweeper.get("_target_") in BASIC_SWEEPERS
+            EXPECTED["sweeper"] = primary.hydra.runtime.choices.get("hydra/sweeper") if multirun else None
     finally:
         GlobalHydra.instance().clear()
     return len(jobs) if basic or not trials else int(trials)
@@ -140,11 +147,15 @@ def _app(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point ``hopbench``."""
+    EXPECTED.clear()
     try:
         EXPECTED["jobs"] = preflight(sys.argv[1:])
     except ConfigError as err:
         print(f"hopbench: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if (EXPECTED.get("sweeper") == "basic" and not any(a.startswith("hydra/sweeper=") for a in sys.argv[1:])
+            and importlib.util.find_spec(RESUMABLE_PLUGIN) is not None):
+        sys.argv.append(f"hydra/sweeper={RESUMABLE}")  # the basic sweeper, resumable (an explicit choice stays)
     register()
     OUTCOME.clear()
     _app()

@@ -95,6 +95,8 @@ class HopbenchConfig:
     full: bool = False
     #: the metric a sweeper optimises (a path into results.json, e.g. metrics.retrieval_accuracy)
     objective: Optional[str] = None  # noqa: UP045
+    #: skip a job whose folder holds results.json with status ok and the same config_hash; null: on in a multirun
+    resume: Optional[bool] = None  # noqa: UP045
     bias: Any = field(default_factory=BiasConfig)
     retrieval: Any = field(default_factory=RetrievalConfig)
     spurious: Any = field(default_factory=SpuriousConfig)

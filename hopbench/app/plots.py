@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from hopbench.solve import EnergyTrace
 
-__all__ = ["SPECTRA_POINTS", "capacity_curve", "comparison_bars", "critical_load_curve", "energy_traces",
-           "overlap_histogram", "spectra", "training_curve"]
+__all__ = ["SPECTRA_POINTS", "capacity_curve", "critical_load_curve", "energy_traces", "metric_lines",
+           "overlap_histogram", "phase_diagram", "spectra", "training_curve"]
 
 
 def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, title: str) -> Figure:
@@ -97,20 +98,106 @@ def critical_load_curve(points: pd.DataFrame, level: float, title: str,
     return fig
 
 
-def comparison_bars(frame: pd.DataFrame, metrics: Sequence[str], by: str, title: str) -> Figure:
-    """Grouped bars of ``metrics`` (rows of ``frame`` averaged per value of ``by``)."""
-    present = [m for m in metrics if m in frame and frame[m].notna().any()]
-    means = frame.groupby(by)[present].mean(numeric_only=True)
-    fig = Figure(figsize=(max(6, 1.2 * len(present)), 3.8))
+def _label(keys: Sequence[str], values: Sequence[object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "all"
+
+
+def _counts(n: pd.Series) -> str:
+    low, high = int(n.min()), int(n.max())
+    return f"n={low}" if low == high else f"n={low}–{high}"
+
+
+def _count(points: pd.DataFrame, metric: str) -> str | None:
+    """The column counting the values behind each point's mean: ``<metric>_n``, else the runs ``n``."""
+    return next((c for c in (f"{metric}_n", "n") if c in points), None)
+
+
+def _check_one_per_point(points: pd.DataFrame, keys: Sequence[str], metric: str) -> None:
+    if points.duplicated(subset=list(keys)).any():
+        raise ValueError(f"{metric}: several configurations share a point of ({', '.join(keys)}); a figure never "
+                         "averages different configurations — give every varying key an axis")
+
+
+def metric_lines(points: pd.DataFrame, metric: str, x: str, lines: Sequence[str], title: str) -> Figure:
+    """``metric`` against ``x``: the mean over seeds with standard-error bars, one line per combination of the
+    ``lines`` keys. ``points`` has one row per configuration (columns ``x``, ``lines``, ``metric``, ``metric_se``,
+    and ``metric_n`` or ``n``: the values behind each mean, shown in the legend); a null mean is a gap in its
+    line, never a zero. A categorical ``x`` is spread over evenly spaced positions, each line's points side by
+    side and not joined."""
+    lines = list(lines)
+    _check_one_per_point(points, [x, *lines], metric)
+    numeric = pd.api.types.is_numeric_dtype(points[x]) and not pd.api.types.is_bool_dtype(points[x])
+    categories = sorted(points[x].astype(str).unique()) if not numeric else []
+    groups = list(points.groupby(lines, dropna=False, sort=True)) if lines else [((), points)]
+    fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
-    width = 0.8 / max(1, len(means))
-    x = np.arange(len(present))
-    for i, (name, row) in enumerate(means.iterrows()):
-        ax.bar(x + i * width, row.values, width, label=str(name))
-    ax.set_xticks(x + width * (len(means) - 1) / 2, present, rotation=30, ha="right")
-    ax.set(ylabel="value (mean over runs)", title=title)
-    ax.legend(title=by)
+    width = 0.3 / max(1, len(groups))
+    for i, (values, group) in enumerate(groups):
+        values = values if isinstance(values, tuple) else (values,)
+        group = group.sort_values(x, key=None if numeric else lambda c: c.astype(str))
+        mean = group[metric].astype(float).to_numpy()
+        se = group[f"{metric}_se"].astype(float).to_numpy() if f"{metric}_se" in group else np.full(len(group), np.nan)
+        if numeric:
+            where = group[x].astype(float).to_numpy()
+        else:
+            where = np.array([categories.index(v) for v in group[x].astype(str)]) + (i - (len(groups) - 1) / 2) * width
+        count = _count(group, metric)
+        label = f"{_label(lines, values)} ({_counts(group[count])})" if count else _label(lines, values)
+        line, = ax.plot(where, mean, "o-" if numeric else "o", label=label)  # categories: points, not lines
+        bars = np.isfinite(mean) & np.isfinite(se)  # one seed: no spread to show
+        ax.errorbar(where[bars], mean[bars], yerr=se[bars], fmt="none", capsize=3, color=line.get_color())
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories)
+    ax.set(xlabel=x, ylabel=f"{metric} (mean ± s.e. over seeds)", title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Sequence[str], title: str,
+                  max_panels: int = 12) -> Figure:
+    """``metric`` over two numeric keys ``x`` and ``y`` as a heatmap (a phase diagram), one panel per combination
+    of the ``panels`` keys (at most ``max_panels``): each cell is one configuration's mean over seeds, annotated
+    with its value and the count of values behind it; a null or missing cell is grey and marked ``null``, never a
+    zero."""
+    panels = list(panels)
+    _check_one_per_point(points, [x, y, *panels], metric)
+    groups = list(points.groupby(panels, dropna=False, sort=True)) if panels else [((), points)]
+    if len(groups) > max_panels:
+        title = f"{title} (the first {max_panels} of {len(groups)} panels)"
+        groups = groups[:max_panels]
+    xs, ys = sorted(points[x].dropna().unique()), sorted(points[y].dropna().unique())
+    values = points[metric].astype(float)
+    low, high = (float(values.min()), float(values.max())) if values.notna().any() else (0.0, 1.0)
+    cols = min(len(groups), 4)
+    rows = -(-len(groups) // cols)
+    fig = Figure(figsize=(0.9 * len(xs) * cols + 2, 0.7 * len(ys) * rows + 1.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    count = _count(points, metric)
+    image = None
+    for ax, (key, group) in zip(axes.flat, groups, strict=False):
+        key = key if isinstance(key, tuple) else (key,)
+        grid = np.full((len(ys), len(xs)), np.nan)
+        counts = np.zeros((len(ys), len(xs)), dtype=int)
+        for _, row in group.iterrows():
+            i, j = ys.index(row[y]), xs.index(row[x])
+            grid[i, j] = row[metric]
+            counts[i, j] = int(row[count]) if count else 1
+        image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, vmin=low, vmax=high)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                text = "null" if not np.isfinite(grid[i, j]) else f"{grid[i, j]:.2g}\nn={counts[i, j]}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if np.isfinite(grid[i, j]) and grid[i, j] < (low + high) / 2 else "black")
+        ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
+        ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
+        ax.set(xlabel=x, ylabel=y, title=_label(panels, key) if panels else "")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label=f"{metric} (mean over seeds)")
+    fig.suptitle(title)
     return fig
 
 

@@ -1,8 +1,11 @@
 """Results on disk (the source of truth) and their wandb mirror (docs/design.md §8).
 
 Every file is written to a temporary name in the same directory and renamed, so a finished result is never
-left half-written. wandb runs offline unless the user asks for online (``logger.mode=online`` or
-``WANDB_MODE=online``); ``logger=none`` or ``WANDB_MODE=disabled`` turns it off.
+left half-written. ``config_hash`` identifies a job's science (not where or how it ran), so that a sweep can
+resume without recompute. wandb runs offline unless the user asks for online (``logger.mode=online`` or
+``WANDB_MODE=online``); ``logger=none`` or ``WANDB_MODE=disabled`` turns it off. A job's wandb run has the
+config flat (``activation.beta``), tags, and results.json with the tables as an artifact; its id comes from the
+config hash and folder, so a job run again continues its run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +28,13 @@ import pandas as pd
 from hopbench.errors import choice
 from hopbench.registry import Registry
 
-__all__ = ["LOGGERS", "Logger", "NoLogger", "Recorder", "WandbLogger", "atomic_path", "config_hash", "json_safe",
-           "save_figure", "versions", "write_json"]
+__all__ = ["LOGGERS", "RUN_SETTINGS", "Logger", "NoLogger", "Recorder", "WandbLogger", "atomic_path", "completed",
+           "config_hash", "flat_config", "json_safe", "log_artifact", "run_id", "save_figure", "science", "versions",
+           "wandb_group", "write_json"]
+
+#: top-level keys that say how and where a job runs, not what it computes: left out of ``config_hash``, of job
+#: folder names and of the keys a summary groups by
+RUN_SETTINGS = ("logger", "hydra", "device", "threads", "resume", "experiment_name", "objective")
 
 
 @contextmanager
@@ -66,10 +74,57 @@ def write_json(target: Path, data: dict) -> None:
         tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
+def science(config: dict) -> dict:
+    """The part of a resolved config that decides what a job computes (without :data:`RUN_SETTINGS`)."""
+    return {k: v for k, v in config.items() if k not in RUN_SETTINGS}
+
+
 def config_hash(config: dict) -> str:
-    """Hash of the resolved config without logging settings (same science, same hash)."""
-    science = {k: v for k, v in config.items() if k not in ("logger", "hydra")}
-    return hashlib.sha256(json.dumps(json_safe(science), sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of the science of a resolved config: the same on any device, logger, thread count or experiment name."""
+    return hashlib.sha256(json.dumps(json_safe(science(config)), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_id(digest: str, out_dir: Path) -> str:
+    """A wandb run id for the job of ``config_hash`` ``digest`` in ``out_dir``: a re-run of the same job continues
+    its run; the same config in another folder (another sweep) is another run."""
+    return hashlib.sha256(f"{digest}:{Path(out_dir).absolute()}".encode()).hexdigest()[:16]
+
+
+def wandb_group(experiment_name: str, sweep_dir: Path | None) -> str:
+    """The wandb group of a job: its experiment, and in a multirun the sweep (``<experiment>/<sweep folder>``)."""
+    return experiment_name if sweep_dir is None else f"{experiment_name}/{Path(sweep_dir).name}"
+
+
+def completed(out_dir: Path, digest: str) -> dict | None:
+    """The results of ``out_dir`` when its job finished ok with science ``digest`` (a job to skip on resume)."""
+    try:
+        results = json.loads((Path(out_dir) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(results, dict) and results.get("status") == "ok" and results.get("config_hash") == digest
+    return results if ok else None
+
+
+def flat_config(config: dict, choices: dict | None = None) -> dict[str, Any]:
+    """A resolved config as one level of ``key.sub`` keys (``activation.beta``), for filtering and grouping: a
+    config group's node becomes its option name (``choices``, e.g. ``activation: tanh``) and its parameters
+    ``group.param``; ``_target_`` is left out; lists become JSON strings."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            if prefix in (choices or {}):
+                out[prefix] = choices[prefix]
+            for key, value in node.items():
+                if key != "_target_":
+                    walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(node, list | tuple):
+            out[prefix] = json.dumps(json_safe(list(node)))
+        else:
+            out[prefix] = json_safe(node)
+
+    walk(config, "")
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -100,8 +155,9 @@ class Logger:
 
     name: str = ""
 
-    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str) -> Any:
-        """A started run (None: nothing to mirror to)."""
+    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str, run_id: str | None = None,
+              tags: Sequence[str] = ()) -> Any:
+        """A started run (None: nothing to mirror to); ``run_id`` continues that run when it exists."""
         return None
 
 
@@ -124,15 +180,25 @@ class WandbLogger(Logger):
         self.project, self.entity, self.group = str(project), entity, group
         self.tags = [str(t) for t in (tags or [])]
 
-    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str) -> Any:
-        mode = self.mode or os.environ.get("WANDB_MODE") or "offline"
-        if mode == "disabled":
+    @property
+    def active(self) -> bool:
+        """Whether runs are mirrored at all (not ``mode=disabled`` nor ``WANDB_MODE=disabled``)."""
+        return (self.mode or os.environ.get("WANDB_MODE") or "offline") != "disabled"
+
+    def start(self, out_dir: Path, *, config: dict, group: str, job_type: str, name: str, run_id: str | None = None,
+              tags: Sequence[str] = ()) -> Any:
+        """A wandb run with ``config`` as given (flat keys filter and group in the UI) and the logger's tags after
+        ``tags``; with ``run_id`` a re-run continues its run instead of adding a duplicate."""
+        if not self.active:
             return None
         import wandb
 
+        mode = self.mode or os.environ.get("WANDB_MODE") or "offline"
         return wandb.init(project=self.project, entity=self.entity, group=self.group or group, job_type=job_type,
-                          name=name, tags=self.tags, config=json_safe(config), dir=str(out_dir), mode=mode,
-                          reinit="finish_previous", settings=wandb.Settings(silent=True))
+                          name=name, tags=[t[:64] for t in dict.fromkeys([*tags, *self.tags])],
+                          config=json_safe(config), dir=str(out_dir), mode=mode, id=run_id,
+                          resume="allow" if run_id else None, reinit="finish_previous",
+                          settings=wandb.Settings(silent=True))
 
 
 LOGGERS: Registry[Logger] = Registry("logger")
@@ -143,12 +209,14 @@ LOGGERS.register("wandb")(WandbLogger)
 class Recorder:
     """Writes tables (parquet), figures (PNG) and results.json into ``out_dir``; mirrors them to the logger."""
 
-    def __init__(self, out_dir: Path, logger: Logger, *, config: dict, group: str, job_type: str, name: str) -> None:
+    def __init__(self, out_dir: Path, logger: Logger, *, config: dict, group: str, job_type: str, name: str,
+                 run_id: str | None = None, tags: Sequence[str] = ()) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tables: list[str] = []
         self.figures: list[str] = []
-        self.run = logger.start(self.out_dir, config=config, group=group, job_type=job_type, name=name)
+        self.run = logger.start(self.out_dir, config=config, group=group, job_type=job_type, name=name,
+                                run_id=run_id, tags=tags)
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
         target = self.out_dir / f"{name}.parquet"
@@ -201,9 +269,26 @@ class Recorder:
             summary = _flatten({"metrics": results.get("metrics", {}), "comparison": results.get("comparison", {}),
                                 "status": results.get("status")})
             self.run.summary.update(json_safe(summary))
+            self._log_files(target)
             self.run.finish(exit_code=0 if results.get("status") == "ok" else 1)
             self.run = None
         return target
+
+
+    def _log_files(self, results: Path) -> None:
+        """results.json and the job's tables and arrays (parquet, npz) as one artifact of the run."""
+        log_artifact(self.run, f"results-{self.run.id}", "results", [results, *(self.out_dir / t for t in self.tables)])
+
+
+def log_artifact(run: Any, name: str, kind: str, files: Sequence[Path]) -> None:
+    """Files that exist among ``files`` as an artifact ``name`` of type ``kind`` of the wandb ``run``."""
+    import wandb
+
+    artifact = wandb.Artifact(name, type=kind)
+    for file in files:
+        if Path(file).is_file():
+            artifact.add_file(str(file), name=Path(file).name)
+    run.log_artifact(artifact)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
