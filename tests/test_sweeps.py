@@ -138,7 +138,7 @@ def test_threads_auto_takes_the_share_and_a_number_is_kept(monkeypatch: pytest.M
     from hopbench.app.compose import job_from_config
 
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
-    big = job_from_config(compose_hydra(["logger=none", "n_neurons=400"]))
+    big = job_from_config(compose_hydra(["logger=none", f"n_neurons={threads.SMALL_PROBLEM}"]))
     assert big.threads == 8  # auto: every core for a large problem ...
     assert runner.job_threads(big, "auto", OmegaConf.create({"n_jobs": 4})) == 2  # ... but 4 jobs × 2 ≤ 8 cores
     assert runner.job_threads(big, "auto", OmegaConf.create({})) == 8
