@@ -1,4 +1,4 @@
-"""Critical load of graded fixed points (DESIGN §6; Cohen & Lengyel 2025, abstract only).
+"""Critical load of graded fixed points (docs/design.md §6; Cohen & Lengyel 2025, abstract only).
 
 System (§6): graded patterns x^μ, activation ``power`` φ(h) = (σ·softplus((h − θ)/σ))ⁿ (σ = 0: the hard
 threshold [h − θ]₊ⁿ), fields H = φ⁻¹(X), weights W = H X⁺ with X⁺ = (XᵀX + λI)⁻¹Xᵀ (graded projection rule,
@@ -46,7 +46,7 @@ Claims:
     Jacobian's; with ridge the polished points converge;
 (a) α_S < α_C = 1 for every configuration that has a stable phase (vacuous when none has one);
 (a′) hopbench's reading of the abstract — not a claim of the paper: every configuration has a stable phase;
-(σ) hopbench's check of the §6 trap: no dense configuration has a stable phase at the smallest σ;
+(σ) hopbench's check of the trap of docs/design.md §6: no dense configuration has a stable phase at the smallest σ;
 (b) in the sparse family (no smoothing) threshold-linear (n = 1), negative-threshold (θ < 0), heaviest-tailed
     (largest CV) patterns attain the largest α_S, and its monotone parts, each averaged over the other two
     factors: (b1) α_S(n = 1) > α_S(largest n), (b2) α_S(θ < 0, mean over the negative θ) > α_S(θ = 0),
@@ -310,8 +310,9 @@ def claim_verdicts(table: pd.DataFrame, params: dict) -> list[Verdict]:
                     for f, group in positive.groupby("family", sort=False)}
         dense = table[table["family"] == "dense"]
         out.append(Verdict(
-            "(σ) hopbench's check of the §6 trap: strictly positive (dense) patterns, with or without a ridge in the "
-            "storage rule, have no stable phase once the smoothing σ is small — their α_S comes from σ",
+            "(σ) hopbench's check of the trap of docs/design.md §6: strictly positive (dense) patterns, with or "
+            "without a ridge in the storage rule, have no stable phase once the smoothing σ is small — their α_S "
+            "comes from σ",
             f"configurations with a stable phase, by family and σ: {by_sigma}",
             f"none at the smallest σ = {s_min:g}; vacuous if none has one at any σ",
             not bool((with_phase["sigma"] == s_min).any()),

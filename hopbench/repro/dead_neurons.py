@@ -378,7 +378,7 @@ def run(params: dict, ctx: Context) -> list[Verdict]:
 
 
 def _setup_verdict(table: pd.DataFrame, params: dict, seeds: list[int]) -> Verdict:
-    """Every activation's memory works at the lowest load (the precondition of the table, DESIGN §5.3)."""
+    """Every activation's memory works at the lowest load (the precondition of the table, docs/design.md §5.3)."""
     lowest = min(float(a) for a in params["loads"])
     orig = table[(table["model"] == "original") & (table["load"] == lowest)]
     by = {str(k): round(float(v), 4) for k, v in orig.groupby("activation", sort=False)["retrieval_accuracy"].min()
@@ -421,7 +421,7 @@ def _draw(table: pd.DataFrame, params: dict):
             for (r, c), v in np.ndenumerate(grid):
                 text = ("–" if np.isnan(v) else f"{v:.2f}") + ("" if ok[r, c] else " ✗")
                 ax.text(c, r, text, ha="center", va="center", fontsize=9,
-                        color="black" if not np.isnan(v) and v > 0.6 else "white")
+                        color="black" if np.isnan(v) or v > 0.6 else "white")
             ax.set_xticks(range(len(loads)), [f"{a:g}" for a in loads])
             ax.set_yticks(range(len(activations)), activations if j == 0 else [""] * len(activations))
             ax.set_xlabel("load α = P/N")

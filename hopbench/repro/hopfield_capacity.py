@@ -5,8 +5,8 @@ engine's ``hebbian`` weights), b = 0, the original model (eq. 1) ẏ = −y + W 
 (β = 10 by default, close to the zero-temperature sign network of the classical result). Cues: every stored
 pattern with exactly round(flip·N) signs flipped (``flip`` = 5 %), mapped to y₀ = W a₀ (the engine's affine cue
 map); each network's cues are integrated as one batch (``hopbench.solve.integrate`` via
-``hopbench.analysis.metrics.retrieval``). Success is the engine's retrieval criterion (DESIGN §5.1): the cosine of the
-final activity tanh(βy) with the cued pattern ≥ ``threshold`` (0.95). With β = 10 the final activities are
+``hopbench.analysis.metrics.retrieval``). Success is the engine's retrieval criterion (docs/design.md §5.1): the
+cosine of the final activity tanh(βy) with the cued pattern ≥ ``threshold`` (0.95). With β = 10 the final activities are
 saturated, so this cosine is within a few 1e-3 of the sign overlap m = N⁻¹ Σ sign(y_i) ξ_i, which is reported
 beside it (``mean_sign_overlap``, ``sign_accuracy``).
 
@@ -16,7 +16,7 @@ patterns, hence new weights and cues). Within one seed the engine's pattern stre
 across loads (the P patterns at a load are the first P of the next one), so a seed's curve follows one memory
 as patterns are added; different seeds are independent. α_c(N) is the load where the seed-averaged accuracy
 first falls below ``level`` = 0.5, linearly interpolated between the two grid loads around it
-(``hopbench.app.tasks.alpha_crossing``, the interpolation that the report uses across sweeps, DESIGN §5.2). The
+(``hopbench.app.tasks.alpha_crossing``, the interpolation that the report uses across sweeps, docs/design.md §5.2). The
 engine's ``task=capacity`` bisects P within one network at level 0.9; it is not used here because the
 crossing of a single network's accuracy is too noisy to show finite-size trends and the classical α_c is a
 50 % point. A spread is reported from the per-seed crossings.

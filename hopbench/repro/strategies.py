@@ -39,7 +39,7 @@ Claims:
 (Prop. 5.2) R = O(u) from the polar decomposition of F(u) makes the chosen energy non-increasing for any
     weights: E2 on the indefinite W (where R = I violates it, the next claim) and E(α = 0.5, β = 1, γ = 1, S
     random SPD) on the pd W;
-(R = I, E2) R = I makes E2 non-increasing only when W ⪰ 0 (DESIGN §3; (11) with F = W): no violation on the
+(R = I, E2) R = I makes E2 non-increasing only when W ⪰ 0 (docs/design.md §3; (11) with F = W): no violation on the
     pd W, violations on the indefinite W;
 (12) at every distinct fixed point of the runs whose pairing the theory backs, condition (12) certifies
     stability: no point where (12) holds is Jacobian-unstable. Where R is singular at the point (R = Λ at
@@ -359,7 +359,7 @@ def verdicts_from(runs: pd.DataFrame, points: pd.DataFrame, p2: pd.DataFrame, ex
                        LYAPUNOV_TOLERANCE, _lyapunov_ok(p52), vacuous=p52.empty))
     good, bad = _runs(runs, "R = I, E2, W ⪰ 0"), _runs(runs, "R = I, E2, W indefinite")
     out.append(Verdict(
-        "(R = I, E2) the identity strategy makes E2 non-increasing only when W ⪰ 0 (DESIGN §3: dE2/dt = −fᵀWf; "
+        "(R = I, E2) the identity strategy makes E2 non-increasing only when W ⪰ 0 (docs/design.md §3: dE2/dt = −fᵀWf; "
         "(11) with F = W)",
         f"W ⪰ 0: violations {float(good['lyapunov_violation_fraction'].max()):.3g}; W indefinite (λ_min = "
         f"{float(bad['lambda_min_sym_W'].min()):.3g}): violations {float(bad['lyapunov_violation_fraction'].max()):.3g}"
@@ -467,13 +467,14 @@ def _draw(runs: pd.DataFrame, points: pd.DataFrame, p2: pd.DataFrame):
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.6))
     labels = [f"{r.strategy}/{r.energy}\n{r.network}" for r in runs.itertuples()]
     x = np.arange(len(runs))
-    axes[0].bar(x - 0.2, runs["lyapunov_violation_fraction"], 0.4, label="Lyapunov violations (sampled states)")
-    axes[0].bar(x + 0.2, runs["stall_fraction"], 0.4, label="stalled random starts (R singular)")
+    axes[0].bar(x - 0.27, runs["lyapunov_violation_fraction"], 0.27, label="Lyapunov violations (sampled states)")
+    axes[0].bar(x, runs["stall_fraction"], 0.27, label="stalled random starts (R singular)")
+    axes[0].bar(x + 0.27, runs["random_diverged"] / runs["random_starts"], 0.27, label="diverged random starts")
     for i, backed in enumerate(runs["theory_backed"]):
         if not backed:
             axes[0].text(i, 1.02, "not backed", rotation=90, ha="center", va="bottom", fontsize=7)
     axes[0].set_xticks(x, labels, rotation=90, fontsize=7)
-    axes[0].set(ylim=(0, 1.25), ylabel="fraction", title="Each R/S pairing: energy rises and stalls")
+    axes[0].set(ylim=(0, 1.25), ylabel="fraction", title="Each R/S pairing: energy rises, stalls, divergence")
     axes[0].legend(fontsize=7)
     if len(points):
         cats = ["stable", "marginal", "unstable"]
