@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from hopbench.repro import MODULES, Context, reproduce, write_report
+from hopbench.repro import MODULES, TIMING_FILE, Context, Verdict, reproduce, write_report
 from tests.conftest import DEVICE, compose_hydra
 
 
@@ -45,9 +45,40 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
     report = write_report(tmp_path).read_text()
     assert report.count("| [fig1](fig1/) |") == len(document["claims"])
     passed = sum(c["passed"] for c in document["claims"])
-    assert f"**{passed} of {len(document['claims'])} claims pass.**" in report
+    assert f"**{passed} of {len(document['claims'])} claims pass** (0 of the failures vacuous)." in report
     rows = [line for line in report.splitlines() if line.startswith("| [")]
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)  # |ΔE| in a claim stays in its cell
+
+
+def test_committed_outputs_are_deterministic_and_timings_go_elsewhere(tmp_path: Path) -> None:
+    """Two runs write byte-identical verdict.json, CSV and REPORT.md; the wall time lives in timing.json and
+    TIMINGS.md only."""
+    snapshots = []
+    for _ in range(2):
+        ctx = Context("prop1", tmp_path / "prop1", torch.device(DEVICE), figures=False)
+        reproduce("prop1", tiny_params("prop1"), ctx)
+        write_report(tmp_path)
+        snapshots.append({p.name: p.read_bytes() for p in sorted((tmp_path / "prop1").iterdir())}
+                         | {"REPORT.md": (tmp_path / "REPORT.md").read_bytes()})
+        timing = json.loads((tmp_path / "prop1" / TIMING_FILE).read_text())
+        assert timing["wall_s"] >= 0 and timing["device"] == str(torch.device(DEVICE))
+    committed = [name for name in snapshots[0] if name != TIMING_FILE]
+    assert all(snapshots[0][name] == snapshots[1][name] for name in committed)
+    verdict = json.loads(snapshots[0]["verdict.json"])
+    assert "time_s" not in verdict
+    assert "wall" not in snapshots[0]["REPORT.md"].decode().lower().replace("wall times: `timings.md`", "")
+    assert "prop1" in (tmp_path / "TIMINGS.md").read_text()
+
+
+def test_vacuous_verdict_never_passes_and_is_marked(tmp_path: Path) -> None:
+    vacuous = Verdict("groups compared", "0 vs 0", "strictly larger", True, vacuous=True)
+    assert vacuous.passed is False
+    document = {"name": "x", "passed": False, "claims": [{**vacuous.__dict__}], "params": {}, "full": False,
+                "device": "cpu", "seed": 0, "files": []}
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "verdict.json").write_text(json.dumps(document))
+    report = write_report(tmp_path).read_text()
+    assert "**FAIL (vacuous)**" in report and "**0 of 1 claims pass** (1 of the failures vacuous)." in report
 
 
 def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Path) -> None:
