@@ -30,7 +30,7 @@ def rotation_net(k: float, theta: float) -> Network:
 def test_converging_system_reports_converged(backend: str) -> None:
     model = build_model("original", rotation_net(0.5, 0.3))
     out = integrate(model, randn(5, 2, seed=1), SolverConfig(backend=backend, tol=1e-6, atol=1e-8, rtol=1e-7))
-    assert out.counts() == {"converged": 5, "max_time": 0, "diverged": 0}
+    assert out.counts() == {"converged": 5, "max_time": 0, "diverged": 0, "stalled": 0}
     assert float(out.speed.max()) < 1e-6
     assert float(model.vector_field(out.x).abs().max()) < 1e-6
 
@@ -39,7 +39,7 @@ def test_limit_cycle_reports_max_time(backend: str) -> None:
     model = build_model("original", rotation_net(2.0, math.pi / 4))
     x0 = torch.tensor([[0.1, 0.0], [2.0, 1.0]], dtype=F64, device=DEVICE)
     out = integrate(model, x0, SolverConfig(backend=backend, t_max=60))
-    assert out.counts() == {"converged": 0, "max_time": 2, "diverged": 0}
+    assert out.counts() == {"converged": 0, "max_time": 2, "diverged": 0, "stalled": 0}
     assert float(out.speed.min()) > 0.1  # still moving: a cycle, not a slow approach
     assert float(out.t.min()) == 60.0
 

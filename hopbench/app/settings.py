@@ -204,8 +204,7 @@ def settings_from_config(cfg: DictConfig, *, explicit: set[str] | None = None) -
                           allowed=["power", "sigmoid", "tanh", "relu", "threshold_linear", "smooth_leaky_relu"])
     cue, cue_params = _check_group("cue", cfg.cue, CUES)
     CUES.build(cue, cue_params, kind=_data_kind(dataset, d_params))  # flip needs binary data, level ranges
-    solver_params = _params(cfg.solver)
-    solver = SolverConfig(method=solver_params.pop("name", cfg.solver.name), **solver_params)
+    solver = SolverConfig.from_params(cfg.solver.name, _params(cfg.solver))
     st = OmegaConf.to_container(cfg.stability, resolve=True)
     max_points = st.pop("max_points", 256)
     _positive("stability.max_points", max_points, int)
