@@ -3,7 +3,8 @@
 Cases: (1) retrieval of 5 %-flipped cues with hopbench's ``integrate`` against a per-cue scipy ``solve_ivp``
 script and a one-call full-batch torchdiffeq ``odeint`` script, at α = 0.05 and 0.12; (2) roofline: the
 vector field's throughput against a bare matmul; (3) stability: batched symmetric Jacobian spectra against a
-loop of general eigensolvers; (4) scaling over N × B; on CUDA also (1b) retrieval at N = B = 4096.
+loop of general eigensolvers; (5) endings: the Newton finish of slow tails at α = 0.12 and a stiff 6-neuron
+system under dopri5 and ros34pw2; (4) scaling over N × B; on CUDA also (1b) retrieval at N = B = 4096.
 
 Prints a table; writes ``bench/results/<case>[_cuda|_quick].csv`` and ``bench/RESULTS.md``
 (``bench/RESULTS_cuda.md`` on CUDA; no markdown for --quick unless --markdown is given).
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from bench.cases import (
     CaseResult,
     Settings,
+    endings_case,
     gpu_retrieval_case,
     retrieval_case,
     roofline_case,
@@ -51,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to this long for other processes to leave the CPU before measuring")
     p.add_argument("--only", nargs="+", default=None,
-                   choices=["retrieval", "retrieval_gpu", "roofline", "stability", "scaling"],
+                   choices=["retrieval", "retrieval_gpu", "roofline", "stability", "endings", "scaling"],
                    help="run only these cases")
     return p.parse_args(argv)
 
@@ -79,7 +81,8 @@ def run_cases(s: Settings, only: list[str] | None) -> list[CaseResult]:
     plan = [("retrieval", retrieval_case)]
     if s.device.type == "cuda":
         plan.append(("retrieval_gpu", gpu_retrieval_case))
-    plan += [("roofline", roofline_case), ("stability", stability_case), ("scaling", scaling_case)]
+    plan += [("roofline", roofline_case), ("stability", stability_case), ("endings", endings_case),
+             ("scaling", scaling_case)]
     results = []
     for name, case in plan:
         if only is None or name in only:

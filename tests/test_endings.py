@@ -13,7 +13,7 @@ from hopbench.core.activations import build_activation
 from hopbench.core.models import Model, build_model
 from hopbench.core.network import Network
 from hopbench.errors import ConfigError
-from hopbench.solve import STATUSES, SolverConfig, Trajectories, endings, integrate, polish
+from hopbench.solve import STATUSES, SolverConfig, Trajectories, integrate, polish
 from hopbench.solve.newton import finish
 from tests.conftest import DEVICE, F64, hebbian_net, randn
 
@@ -91,10 +91,7 @@ def test_early_stall_leaves_converging_modified_rows_alone(backend: str) -> None
 
 
 # the Newton finish ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def eager(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Attempt the Newton finish wherever the rules allow it, whatever it costs (the tests are about its results)."""
-    monkeypatch.setattr(endings, "NEWTON_COST", (0.0, 0.0))
+EAGER = SolverConfig(newton_cost=0.0)  # attempt the finish wherever the rules allow, whatever it costs
 
 
 def flipped_cues(X: torch.Tensor, copies: int, level: float, seed: int) -> torch.Tensor:
@@ -126,22 +123,22 @@ def assert_same_end_states(model: Model, x0: torch.Tensor, cfg: SolverConfig) ->
 
 
 @pytest.mark.parametrize("load", [0.05, 0.12])
-def test_newton_finish_keeps_every_end_state_of_hebbian_memories(load: float, backend: str, eager: None) -> None:
+def test_newton_finish_keeps_every_end_state_of_hebbian_memories(load: float, backend: str) -> None:
     N = 100
     net, X = hebbian_net(round(load * N), N, "tanh", {"beta": 4.0}, seed=2)
     model = build_model("original", net)
     x0 = model.initial_state(flipped_cues(X, 4, 0.1, seed=6))
-    fast, plain = assert_same_end_states(model, x0, SolverConfig(backend=backend))
+    fast, plain = assert_same_end_states(model, x0, replace(EAGER, backend=backend))
     assert int(fast.newton.sum()) > 0
     assert float(fast.nfe.double().mean()) < float(plain.nfe.double().mean())
 
 
-def test_newton_finish_on_the_modified_model(backend: str, eager: None) -> None:
+def test_newton_finish_on_the_modified_model(backend: str) -> None:
     """R = I − WᵀΛ: the fixed points of r are solved, the stability test goes through the general spectrum."""
     net, X = hebbian_net(12, 100, "tanh", {"beta": 4.0}, seed=1)
     model = build_model("modified", net, strategy="i_minus_wt_lambda", energy="e3")
     x0 = model.initial_state(flipped_cues(X, 3, 0.1, seed=2))
-    fast, _ = assert_same_end_states(model, x0, SolverConfig(backend=backend))
+    fast, _ = assert_same_end_states(model, x0, replace(EAGER, backend=backend))
     assert int(fast.newton.sum()) > 0
 
 
@@ -151,7 +148,7 @@ def saddle_net() -> Network:
     return Network(W.to(DEVICE), torch.zeros(2, dtype=F64, device=DEVICE), build_activation("tanh"))
 
 
-def test_newton_finish_refuses_a_saddle(eager: None) -> None:
+def test_newton_finish_refuses_a_saddle() -> None:
     """Near the saddle Newton converges to it; the spectrum test refuses, the flow goes on to a stable point."""
     model = build_model("original", saddle_net())
     x = torch.tensor([[1e-4, 2e-3], [-1e-3, -1e-2]], dtype=F64, device=DEVICE)
@@ -159,21 +156,41 @@ def test_newton_finish_refuses_a_saddle(eager: None) -> None:
     assert bool(out.found.all()) and not bool(out.accepted.any())
     torch.testing.assert_close(out.x, x)
     x0 = torch.tensor([[1e-9, 3.0], [-1e-9, -4.0]], dtype=F64, device=DEVICE)  # close to the stable manifold
-    fast, _ = assert_same_end_states(model, x0, SolverConfig())
+    fast, _ = assert_same_end_states(model, x0, EAGER)
     assert fast.status_names() == ["converged"] * 2
     torch.testing.assert_close(fast.x[:, 0].abs(), torch.full((2,), 1.9150080, dtype=F64, device=DEVICE),
                                rtol=0, atol=1e-4)
     assert float(fast.x[0, 0]) > 0 > float(fast.x[1, 0])
 
 
+def test_default_cost_finishes_slow_tails_and_resolves_t_max(backend: str) -> None:
+    """ẏ = (W − I) y + b with the identity activation and eigenvalues −0.01, −0.02: plain integration still
+    crawls at t_max = 200, in steps so long that its tail costs fewer evaluations than a Newton attempt; at the
+    default cost the finish waits, then resolves the rows at t_max (exactly, the system being linear). With a
+    larger N the same tail is worth an attempt before t_max."""
+    A = torch.tensor([[-0.015, 0.005], [0.005, -0.015]], dtype=F64)
+    b = torch.tensor([0.02, -0.01], dtype=F64)
+    net = Network((A + torch.eye(2, dtype=F64)).to(DEVICE), b.to(DEVICE), build_activation("identity"))
+    model = build_model("original", net)
+    x0 = randn(3, 2, seed=5, scale=3.0)
+    fast = integrate(model, x0, SolverConfig(backend=backend))
+    plain = integrate(model, x0, SolverConfig(backend=backend, newton_finish=False))
+    assert fast.status_names() == ["converged"] * 3 and bool(fast.newton.all())
+    assert plain.status_names() == ["max_time"] * 3
+    torch.testing.assert_close(fast.x, (-torch.linalg.solve(A, b)).to(DEVICE).expand(3, -1), rtol=0, atol=1e-12)
+    assert bool((fast.t <= plain.t).all())  # at t_max with rows; torchdiffeq's windows cost more per unit time
+    sooner = integrate(model, x0, SolverConfig(backend=backend, newton_cost=0.1))
+    assert bool(sooner.newton.all()) and bool((sooner.t < 200).all()) and bool((sooner.nfe < plain.nfe).all())
+
+
 def test_rows_cut_off_at_t_max_end_at_the_fixed_point_they_approach(backend: str) -> None:
-    """At the default cost the finish waits for slow tails; a row still approaching its fixed point at t_max gets
-    one last attempt: where accepted it ends converged at the fixed point that a 100 times longer integration
-    reaches; rows still far away (‖ẋ‖∞ ≥ newton_speed, or refused) stay max_time where they are."""
+    """A row still approaching its fixed point at t_max gets a last attempt (here at any cost, whatever earlier
+    refusals): where accepted it ends converged at the fixed point that a 100 times longer integration reaches;
+    rows still far away (‖ẋ‖∞ ≥ newton_speed, or refused) stay max_time where they are."""
     net, X = hebbian_net(6, 60, "tanh", {"beta": 3.0}, seed=4)
     model = build_model("original", net)
     x0 = model.initial_state(flipped_cues(X, 2, 0.15, seed=3))
-    cfg = SolverConfig(backend=backend, t_max=4.0)
+    cfg = replace(EAGER, backend=backend, t_max=4.0)
     cut = integrate(model, x0, cfg)
     plain = integrate(model, x0, replace(cfg, newton_finish=False))
     long = integrate(model, x0, replace(cfg, newton_finish=False, t_max=400.0, tol=1e-9, atol=1e-11, rtol=1e-9))
@@ -215,6 +232,8 @@ def test_bad_endings_settings() -> None:
         SolverConfig(stall_factor=0.5)
     with pytest.raises(ConfigError, match=r"solver\.newton_speed"):
         SolverConfig(newton_speed=0.0)
+    with pytest.raises(ConfigError, match=r"solver\.newton_cost"):
+        SolverConfig(newton_cost=-1.0)
     with pytest.raises(ConfigError, match=r"solver\.newton_finish"):
         SolverConfig(newton_finish="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"solver\.bogus.*allowed: .*newton_finish"):

@@ -37,13 +37,13 @@ from hopbench.solve.newton import finish
 from hopbench.solve.trajectories import CONVERGED, DIVERGED, STALLED, SolverConfig
 from hopbench.threads import job_budget
 
-__all__ = ["ACTIVE", "NEWTON_COST", "Check", "Endings", "Watch"]
+__all__ = ["ACTIVE", "NEWTON_OVERHEAD", "Check", "Endings", "Watch"]
 
 ACTIVE = -1  # code of a row that goes on
-#: the cost of a Newton finish attempt in vector-field evaluations of the batched integrator, a + b·N: one to
-#: three LU and one Cholesky factorisations of N × N matrices and ~10 chord iterations on a few rows, whose
-#: per-call costs the batch does not share (measured on CPU: ~150 evaluations at N = 100, ~1100 at N = 512)
-NEWTON_COST = (50.0, 2.0)
+#: a Newton finish attempt costs ``solver.newton_cost``·(N + NEWTON_OVERHEAD) vector-field evaluations of the
+#: batched integrator: one to three LU and one Cholesky factorisations of N × N matrices and ~10 chord
+#: iterations on a few rows, whose per-call costs the batch does not share
+NEWTON_OVERHEAD = 25
 SPEED_DROP = 2.0  # a checkpoint each time the speed halves
 RETRY_DROP = 8.0  # after a refused Newton attempt, the speed must drop this much before the next
 
@@ -130,16 +130,20 @@ class Endings:
             code[small] = torch.where(rho <= cfg.stall_factor * cfg.tol, CONVERGED, STALLED)
         out = Check(code, x, speed, evaluations, torch.zeros_like(bad))
         rows = halved.nonzero().squeeze(-1)
-        newton = final.clone()
         if rows.numel():
-            newton[rows] |= self._checkpoint(rows, out, t[rows], cost_rate[rows], watch)
-        rows = newton.nonzero().squeeze(-1)
-        if rows.numel():
-            self._newton(rows, out, watch)
+            self._checkpoint(rows, out, t[rows], watch)
+        if cfg.newton_finish:
+            # rule 3b at a fresh checkpoint (after a refusal: once the speed dropped eightfold), rule 4 at t_max
+            due = halved & (speed.double() <= watch.retry) & (code == ACTIVE) & (speed < cfg.newton_speed)
+            rows = due.nonzero().squeeze(-1)
+            due[rows] = self._worth(out.speed[rows].double(), cost_rate[rows], watch.take(rows), out.x.shape[-1])
+            rows = (due | (final & (code == ACTIVE))).nonzero().squeeze(-1)
+            if rows.numel():
+                self._newton(rows, out, watch)
         return out
 
-    def _checkpoint(self, rows: Tensor, out: Check, t: Tensor, cost_rate: Tensor, watch: Watch) -> Tensor:
-        """Rules 3a and 3b at rows whose speed halved; returns which of them should try the Newton finish."""
+    def _checkpoint(self, rows: Tensor, out: Check, t: Tensor, watch: Watch) -> None:
+        """Rule 3a at rows whose speed halved, and the checkpoint's record for rule 3b."""
         cfg = self.cfg
         v = out.speed[rows].double()
         if self.stalls:
@@ -154,13 +158,13 @@ class Endings:
         watch.halving_before[rows] = watch.halving[rows]
         watch.halving[rows] = t - watch.t[rows]
         watch.t[rows], watch.speed[rows], watch.level[rows] = t, v, v / SPEED_DROP
-        if not cfg.newton_finish:
-            return torch.zeros_like(v, dtype=torch.bool)
-        steady = torch.isfinite(watch.halving_before[rows])  # two halvings seen: past the first transient
-        remaining = watch.halving[rows] * torch.log2(v / cfg.tol) * cost_rate
-        cost = NEWTON_COST[0] + NEWTON_COST[1] * out.x.shape[-1]
-        return (out.code[rows] == ACTIVE) & (v < cfg.newton_speed) & (v <= watch.retry[rows]) & steady & \
-            (remaining > cost)
+
+    def _worth(self, v: Tensor, cost_rate: Tensor, watch: Watch, n: int) -> Tensor:
+        """Rule 3b's test: the tail predicted from the last halving time costs more than an attempt (two halvings
+        seen, past the first transient; NaN compares False)."""
+        remaining = watch.halving * torch.log2(v / self.cfg.tol) * cost_rate
+        steady = torch.isfinite(watch.halving_before)
+        return steady & (remaining >= self.cfg.newton_cost * (n + NEWTON_OVERHEAD))
 
     def _newton(self, rows: Tensor, out: Check, watch: Watch) -> None:
         m64 = self.model64

@@ -56,6 +56,10 @@ class SolverConfig:
     early_stall: bool = True  # end rows that are visibly heading for a stall (hopbench.solve.endings)
     newton_finish: bool = True  # finish slow tails with Newton where the end state stays the flow's
     newton_speed: float = 0.1  # ... only once ‖ẋ‖∞ is below this
+    # ... where the tail left is predicted to cost more evaluations than an attempt, newton_cost·(N + 25) (on an
+    # idle CPU an attempt costs ~3000 row evaluations of the batched integrator at N = 512, ~800 at N = 128;
+    # 0: wherever the rules allow)
+    newton_cost: float = 6.0
 
     @classmethod
     def from_params(cls, name: str, params: dict) -> SolverConfig:
@@ -72,6 +76,8 @@ class SolverConfig:
         for key in ("rtol", "atol", "step_size", "t_max", "tol", "bound", "first_window", "newton_speed"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"solver.{key}", getattr(self, key), "must be > 0")
+        if not self.newton_cost >= 0:
+            raise ConfigError("solver.newton_cost", self.newton_cost, "must be ≥ 0")
         if self.tol < self.atol:
             raise ConfigError("solver.tol", self.tol, f"must be ≥ solver.atol={self.atol}: the integrator's "
                               "own error keeps ‖ẋ‖ above a tolerance finer than its accuracy")
