@@ -24,7 +24,7 @@ from hopbench.analysis.stability import ENERGY_VERDICTS, JACOBIAN_VERDICTS, Stab
 from hopbench.core.data import corrupt
 from hopbench.core.models import Model
 from hopbench.core.system import System, generator
-from hopbench.solve import SolverConfig, Trajectories, integrate, polish
+from hopbench.solve import STATUSES, SolverConfig, Trajectories, integrate, polish
 
 __all__ = ["Measurement", "cosine", "lyapunov_check", "retrieval", "spurious", "stability_at_patterns"]
 
@@ -67,11 +67,14 @@ def _status_scalars(traj: Trajectories) -> dict[str, Any]:
 
 
 def stalled(model: Model, traj: Trajectories, solver: SolverConfig) -> tuple[Tensor, Tensor]:
-    """Residual ‖r‖∞ (B,) at the final states, and which converged trajectories stalled: ẋ = R r ≈ 0 while
-    ‖r‖∞ > 100·tol (a singular R stops the flow away from any fixed point)."""
+    """Residual ‖r‖∞ (B,) at the final states, and which trajectories stalled: status ``stalled`` (ẋ = R r ≈ 0
+    while ‖r‖∞ > stall_factor·tol: a singular R stops the flow away from any fixed point), or, from a solver that
+    does not report it, converged with ‖r‖∞ > stall_factor·tol."""
     with torch.no_grad():
         residual = model.residual(traj.x).abs().amax(-1).double().cpu()
-    return residual, (traj.status == 0).cpu() & (residual > 100 * solver.tol)
+    status = traj.status.cpu()
+    late = (status == 0) & (residual > solver.stall_factor * solver.tol)
+    return residual, (status == STATUSES.index("stalled")) | late
 
 
 def _activity(system: System, model: Model, x: Tensor) -> Tensor:

@@ -13,11 +13,16 @@ At a check of a row at state x, time t, with speed v = ‖ẋ‖∞ and fixed-po
       would get at rule 2. The row ends ``stalled`` now when R already shrinks r by more than a converged state
       may (v·stall_factor < ρ) and the prediction exceeds twice the stall threshold (2·stall_factor·tol), at two
       consecutive checkpoints (over a fourfold drop of the speed, so a passing slow-down does not count).
-   b. Newton finish (``newton_finish``, v < newton_speed). The last two halving times τ predict the remaining
-      integration: min(τ)·log₂(v/tol) time units at the row's current cost per unit time (evaluations). When
-      that exceeds the cost of an attempt (:data:`NEWTON_COST`), :func:`hopbench.solve.newton.finish` is tried;
-      an accepted fixed point ends the row ``converged`` (if ‖ẋ‖∞ < tol there in the working dtype), a refusal
-      waits for the speed to drop eightfold before the next attempt.
+   b. Newton finish (``newton_finish``, v < newton_speed). The last halving time τ predicts the remaining
+      integration: τ·log₂(v/tol) time units at the row's current cost per unit time (evaluations). When that
+      exceeds the cost of an attempt, ``newton_cost``·(N + 25) evaluations (from the second halving on, past the
+      first transient), :func:`hopbench.solve.newton.finish` is tried; an accepted fixed point ends the row
+      ``converged`` (if ‖ẋ‖∞ < tol there in the working dtype), a refusal waits for the speed to drop eightfold
+      before the next attempt.
+4. A row about to end ``max_time`` (t_max or the step budget) with v < newton_speed gets a last Newton attempt,
+   whatever it costs and whatever the last refusal: where accepted, the flow provably converges to x*, which is
+   then the end state (``converged``, t = t_max) instead of a state in mid-flight. (One attempt per such row:
+   at N = 512 on a CPU about as much as a few thousand of its evaluations.)
 
 Rules 3a and 3b cost one residual evaluation per checkpoint (R ≠ I only) and nothing for rows that never
 reach them; with R = I the early-stall rule is off (nothing can stall) and the trajectories are those of plain
