@@ -111,18 +111,19 @@ class Endings:
         with torch.no_grad():
             return self.model.residual(x).abs().amax(-1).double()
 
-    def check(self, x: Tensor, f: Tensor, t: Tensor, cost_rate: Tensor, watch: Watch, last: Tensor) -> Check | None:
+    def check(self, x: Tensor, f: Tensor, t: Tensor, cost_rate: Tensor, watch: Watch, last: Tensor,
+              leaving: Tensor) -> Check | None:
         """Apply the rules to rows at states x (B, N) with ẋ = f, times t (B,) float64 and integration cost
         ``cost_rate`` (B,) (evaluations per unit time); ``last`` (B,) marks rows that leave now at t_max (or out of
-        steps) unless a rule ends them. Updates ``watch`` in place. None when every row goes on and nothing is
-        due (the common case: one host sync)."""
+        steps) unless a rule ends them, ``leaving`` (B,) rows that the backend ends anyway (a collapsed step).
+        Updates ``watch`` in place. None when no row leaves and nothing is due (the common case; one host sync)."""
         cfg = self.cfg
         speed = f.abs().amax(-1)
         bad = ~torch.isfinite(speed) | ~torch.isfinite(x).all(-1) | (x.abs().amax(-1) > cfg.bound)
         small = ~bad & (speed < cfg.tol)
         halved = ~bad & ~small & (speed.double() <= watch.level) if self.checkpoints else torch.zeros_like(bad)
         final = ~bad & ~small & last & (speed < cfg.newton_speed) if cfg.newton_finish else torch.zeros_like(bad)
-        if not bool((bad | small | halved | final).any()):
+        if not bool((bad | small | halved | last | leaving).any()):
             return None
         code = torch.full_like(speed, ACTIVE, dtype=torch.long)
         evaluations = torch.zeros_like(code)

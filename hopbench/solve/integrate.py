@@ -105,8 +105,8 @@ def _integrate_windows(model: Model, x0: Tensor, cfg: SolverConfig, record_energ
         with torch.no_grad():
             v = model.vector_field(xa)
         times = torch.full((idx.numel(),), t, dtype=torch.float64, device=dev)
-        check = endings.check(xa, v, times, torch.full_like(times, cost_rate), watch,
-                              torch.full_like(times, last or t >= cfg.t_max, dtype=torch.bool))
+        final = torch.full_like(times, last or t >= cfg.t_max, dtype=torch.bool)
+        check = endings.check(xa, v, times, torch.full_like(times, cost_rate), watch, final, torch.zeros_like(final))
         x[idx], t_end[idx], speed[idx] = xa, t, v.abs().amax(-1)
         if check is None:
             return idx, watch

@@ -191,26 +191,23 @@ def integrate_rows(model: Model, x0: Tensor, cfg: SolverConfig, record_energy: b
         while idx.numel():
             cost_rate = tab.evaluations / dt if dt is not None else torch.full_like(t, math.inf)
             out_of_time = (t >= cfg.t_max * (1 - 1e-12)) | (steps >= cfg.max_steps)  # t_max: up to rounding
-            check = endings.check(y, f, t, cost_rate, watch, out_of_time)
-            code = check.code if check is not None else torch.full_like(idx, ACTIVE)
-            ended = code != ACTIVE
-            collapsed = ~ended & ~out_of_time & (dt <= 1e-12 * t.abs().clamp_min(1.0)) if dt is not None else \
-                torch.zeros_like(ended)
-            leave = ended | collapsed | out_of_time
-            if check is not None:
+            collapsed = ~out_of_time & (dt <= 1e-12 * t.abs().clamp_min(1.0)) if dt is not None else \
+                torch.zeros_like(out_of_time)
+            check = endings.check(y, f, t, cost_rate, watch, out_of_time, collapsed)  # the one host sync per step
+            if check is not None:  # some row ends, or a checkpoint was due
                 spent += check.evaluations
-                y, sp = check.x, check.speed
+                y = check.x
+                ended = check.code != ACTIVE
                 if record_energy and bool(check.newton.any()):
-                    jumped = check.newton
-                    traces.append((idx[jumped], t[jumped].to(y.dtype), model.energy.value(y[jumped])))
-            if bool(leave.any()):  # the one host sync per step
-                code = torch.where(ended, code, torch.where(collapsed, DIVERGED, MAX_TIME))
-                sp = f.abs().amax(-1) if check is None else sp
+                    traces.append((idx[check.newton], t[check.newton].to(y.dtype),
+                                   model.energy.value(y[check.newton])))
+                collapsed &= ~ended
+                leave = ended | collapsed | out_of_time
+            if check is not None and bool(leave.any()):
+                code = torch.where(ended, check.code, torch.where(collapsed, DIVERGED, MAX_TIME))
                 gone = idx[leave]
-                status[gone], x[gone], speed[gone], t_end[gone] = code[leave], y[leave], sp[leave], t[leave]
-                nfe[gone] = spent[leave]
-                if check is not None:
-                    newton[gone] = check.newton[leave]
+                status[gone], x[gone], speed[gone], t_end[gone] = code[leave], y[leave], check.speed[leave], t[leave]
+                nfe[gone], newton[gone] = spent[leave], check.newton[leave]
                 if bool(collapsed.any()):
                     notes.append(f"step size collapsed on {int(collapsed.sum())} trajectories (marked diverged)")
                 keep = ~leave
