@@ -20,9 +20,9 @@ At a check of a row at state x, time t, with speed v = ‖ẋ‖∞ and fixed-po
       ``converged`` (if ‖ẋ‖∞ < tol there in the working dtype), a refusal waits for the speed to drop eightfold
       before the next attempt.
 4. A row about to end ``max_time`` (t_max or the step budget) with v < newton_speed gets a last Newton attempt,
-   whatever it costs and whatever the last refusal: where accepted, the flow provably converges to x*, which is
-   then the end state (``converged``, t = t_max) instead of a state in mid-flight. (One attempt per such row:
-   at N = 512 on a CPU about as much as a few thousand of its evaluations.)
+   whatever it costs and whatever the last refusal: where accepted (the flow heads for x*, by the contraction
+   test), x* is the end state (``converged``, t = t_max) instead of a state in mid-flight. One attempt per such
+   row: at N = 512 on a CPU about as much as a few thousand of its evaluations.
 
 Rules 3a and 3b cost one residual evaluation per checkpoint (R ≠ I only) and nothing for rows that never
 reach them; with R = I the early-stall rule is off (nothing can stall) and the trajectories are those of plain

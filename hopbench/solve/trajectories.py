@@ -3,8 +3,8 @@
 Every trajectory ends with exactly one status (:data:`STATUSES`, indices fixed):
 
 - ``converged`` (0): ‖ẋ‖∞ < tol at a state whose fixed-point residual r = ``model.residual`` is small too,
-  ‖r‖∞ ≤ stall_factor·tol; or the Newton finish reached a fixed point that the flow provably heads for
-  (:func:`hopbench.solve.newton.finish`; ``Trajectories.newton`` marks those rows).
+  ‖r‖∞ ≤ stall_factor·tol; or the Newton finish reached a stable fixed point that the flow heads for, by its
+  contraction test (:func:`hopbench.solve.newton.finish`; ``Trajectories.newton`` marks those rows).
 - ``max_time`` (1): still moving at t_max (or the step budget ran out).
 - ``diverged`` (2): non-finite, ‖x‖∞ above the bound, or a collapsed step size.
 - ``stalled`` (3): the flow stops where r ≠ 0. In ẋ = R(x) r(x) a singular R halts the state away from every
