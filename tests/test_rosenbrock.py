@@ -162,3 +162,17 @@ def test_lyapunov_check_states_along_trajectories_follow_the_flow(method: str) -
     ref = odeint(lambda _, x: model.vector_field(x), y0.cpu(), torch.tensor([0.0, 0.5, 2.0, 8.0], dtype=F64),
                  method="scipy_solver", options={"solver": "LSODA"}, rtol=1e-11, atol=1e-13)[1:]
     torch.testing.assert_close(along.cpu(), ref.reshape(-1, 6), rtol=0, atol=1e-5)
+
+
+def test_a_stiff_explicit_run_names_ros34pw2(caplog: pytest.LogCaptureFixture) -> None:
+    """dopri5 on the stall system (an eigenvalue near −900) needs thousands of steps and says the system looks
+    stiff; ros34pw2 on the same run does not."""
+    model, start = stall_system()
+    runs = {}
+    for method in ("dopri5", "ros34pw2"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hopbench.solve.runge_kutta"):
+            integrate(model, start, SolverConfig(method=method, t_max=40.0, newton_finish=False, early_stall=False))
+        runs[method] = [r.getMessage() for r in caplog.records if "looks stiff" in r.getMessage()]
+    assert len(runs["dopri5"]) == 1 and "solver=ros34pw2" in runs["dopri5"][0]
+    assert runs["ros34pw2"] == []
