@@ -5,7 +5,8 @@ script and a one-call full-batch torchdiffeq ``odeint`` script, at α = 0.05 and
 vector field's throughput against a bare matmul; (3) stability: batched symmetric Jacobian spectra against a
 loop of general eigensolvers; (4) scaling over N × B; on CUDA also (1b) retrieval at N = B = 4096; (5) stability
 verdicts from Lanczos bounds against full spectra; (6) the capacity search against bisection over [1, N];
-(7) one thread against all cores (bench/search_cases.py).
+(7) one thread against all cores (bench/search_cases.py); (8) endings: the Newton finish of slow tails at
+α = 0.12 and a stiff 6-neuron system under dopri5 and ros34pw2.
 
 Prints a table; writes ``bench/results/<case>[_cuda|_quick].csv`` and ``bench/RESULTS.md``
 (``bench/RESULTS_cuda.md`` on CUDA; no markdown for --quick unless --markdown is given).
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from bench.cases import (
     CaseResult,
     Settings,
+    endings_case,
     gpu_retrieval_case,
     retrieval_case,
     roofline_case,
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="wait up to this long for other processes to leave the CPU before measuring")
     p.add_argument("--only", nargs="+", default=None,
                    choices=["retrieval", "retrieval_gpu", "roofline", "stability", "scaling", "extremal", "capacity",
-                            "threads"],
+                            "threads", "endings"],
                    help="run only these cases")
     return p.parse_args(argv)
 
@@ -84,7 +86,8 @@ def run_cases(s: Settings, only: list[str] | None) -> list[CaseResult]:
     if s.device.type == "cuda":
         plan.append(("retrieval_gpu", gpu_retrieval_case))
     plan += [("roofline", roofline_case), ("stability", stability_case), ("scaling", scaling_case),
-             ("extremal", extremal_case), ("capacity", capacity_case), ("threads", threads_case)]
+             ("extremal", extremal_case), ("capacity", capacity_case), ("threads", threads_case),
+             ("endings", endings_case)]
     results = []
     for name, case in plan:
         if only is None or name in only:

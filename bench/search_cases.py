@@ -31,6 +31,7 @@ from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, search
 from hopbench.analysis.metrics import retrieval
 from hopbench.analysis.stability import StabilityConfig, analyse, eigvalsh, jacobian_verdicts
 from hopbench.app.compose import compose
+from hopbench.core.data import Flip
 from hopbench.core.system import System
 from hopbench.solve import SolverConfig, integrate
 from hopbench.threads import SMALL_PROBLEM, available_cores, choose, job_budget
@@ -134,7 +135,7 @@ def capacity_case(s: Settings) -> CaseResult:
     n = 100 if s.quick else 300
     case = CaseResult("capacity", f"6. Capacity: task=capacity at N = {n} (tanh β = {CAPACITY_BETA:g}, "
                                   f"{FLIP:.0%} flips, threshold {CAPACITY_THRESHOLD})", CAPACITY_COLUMNS)
-    cue, solver, n_cues = ("flip", {"level": FLIP}), SolverConfig(), 10
+    cue, solver, n_cues = Flip(level=FLIP), SolverConfig(), 10
     threads = choose("auto", n) if s.device.type == "cpu" else 1
     with job_budget(threads):
         trial = RetrievalTrial(lambda P: _capacity_memory(n, P, s.device), cue, solver, n_cues=n_cues,

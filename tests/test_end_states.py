@@ -182,7 +182,7 @@ def test_measurements_classify_every_item_and_rates_use_fixed_points_only() -> N
                        trajectories=ret.extras["trajectories"])
 
 
-@pytest.mark.parametrize("key", ["stall_factor", "fixed_point_tol", "trivial_tol", "cluster_distance"])
+@pytest.mark.parametrize("key", ["fixed_point_tol", "trivial_tol", "cluster_distance"])
 def test_bad_tolerances_are_config_errors(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"^end_states\.{key}=-1(\.0)?: must be a number"):
         EndStateConfig(**{key: -1.0})

@@ -125,7 +125,7 @@ def test_row_wise_integration_matches_one_plain_odeint_call(method: str) -> None
     with torch.no_grad():
         plain = odeint(lambda _, x: model.vector_field(x), x0, torch.tensor([0.0, 80.0], dtype=F64, device=DEVICE),
                        method="dopri5", rtol=1e-10, atol=1e-12)[-1]
-    assert rows.counts() == windows.counts() == {"converged": x0.shape[0], "max_time": 0, "diverged": 0}
+    assert rows.counts() == windows.counts() == {"converged": x0.shape[0], "max_time": 0, "diverged": 0, "stalled": 0}
     torch.testing.assert_close(rows.x, plain, rtol=0, atol=1e-5)
     torch.testing.assert_close(rows.x, windows.x, rtol=0, atol=1e-5)
     assert float(model.vector_field(rows.x).abs().amax()) < cfg.tol

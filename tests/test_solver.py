@@ -12,6 +12,7 @@ from hopbench.core.models import build_model
 from hopbench.core.network import Network
 from hopbench.errors import ConfigError
 from hopbench.solve import SolverConfig, integrate, polish
+from hopbench.threads import job_budget
 from tests.conftest import DEVICE, F64, hebbian_net, randn
 
 
@@ -30,7 +31,7 @@ def rotation_net(k: float, theta: float) -> Network:
 def test_converging_system_reports_converged(backend: str) -> None:
     model = build_model("original", rotation_net(0.5, 0.3))
     out = integrate(model, randn(5, 2, seed=1), SolverConfig(backend=backend, tol=1e-6, atol=1e-8, rtol=1e-7))
-    assert out.counts() == {"converged": 5, "max_time": 0, "diverged": 0}
+    assert out.counts() == {"converged": 5, "max_time": 0, "diverged": 0, "stalled": 0}
     assert float(out.speed.max()) < 1e-6
     assert float(model.vector_field(out.x).abs().max()) < 1e-6
 
@@ -39,7 +40,7 @@ def test_limit_cycle_reports_max_time(backend: str) -> None:
     model = build_model("original", rotation_net(2.0, math.pi / 4))
     x0 = torch.tensor([[0.1, 0.0], [2.0, 1.0]], dtype=F64, device=DEVICE)
     out = integrate(model, x0, SolverConfig(backend=backend, t_max=60))
-    assert out.counts() == {"converged": 0, "max_time": 2, "diverged": 0}
+    assert out.counts() == {"converged": 0, "max_time": 2, "diverged": 0, "stalled": 0}
     assert float(out.speed.min()) > 0.1  # still moving: a cycle, not a slow approach
     assert float(out.t.min()) == 60.0
 
@@ -157,3 +158,27 @@ def test_bad_solver_settings() -> None:
         SolverConfig(t_max=0)
     with pytest.raises(ConfigError, match=r"solver\.tol=1e-08: must be ≥ solver\.atol"):
         SolverConfig(tol=1e-8)
+
+
+def test_small_problems_integrate_and_polish_on_one_thread() -> None:
+    """N below threads.SMALL_PROBLEM: the solver's many tiny operations run on one thread (a second one only spins,
+    and next to a busy process slows them many times); the job's budget is back afterwards."""
+    net, X = hebbian_net(3, 30, "tanh")
+    model = build_model("original", net)
+    seen: list[int] = []
+    field = model.vector_field
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return field(x)
+
+    model.vector_field = spy  # type: ignore[method-assign]
+    with job_budget(2):
+        integrate(model, model.initial_state(X), SolverConfig())
+        integrate(model, model.initial_state(X), SolverConfig(backend="torchdiffeq"))
+        assert torch.get_num_threads() == 2
+        residual = model.residual
+        model.residual = lambda x: (seen.append(torch.get_num_threads()), residual(x))[1]  # type: ignore[method-assign]
+        polish(model, model.initial_state(X))
+        assert torch.get_num_threads() == 2
+    assert seen and set(seen) == {1}

@@ -5,7 +5,7 @@ Classes, decided in this order for a trajectory that ends in state x with activi
 - ``diverged``, ``max_time``: the trajectory's status (:mod:`hopbench.solve.trajectories`);
 - ``stall``: the flow stopped (‖ẋ‖∞ < solver.tol, or the solver's own status ``stalled`` where it reports one) but
   x is no fixed point: the residual ‖r(x)‖∞ — r = W g(y) − y + b for the y-state models (eq. 1, 13),
-  r = g(Wu + b) − u for the u-state (eq. 9) — exceeds ``stall_factor``·solver.tol, or Newton's method
+  r = g(Wu + b) − u for the u-state (eq. 9) — exceeds solver.stall_factor·solver.tol, or Newton's method
   (:func:`hopbench.solve.polish` on a float64 copy of the model) does not bring it to its tolerance within
   ``cluster_distance`` of x. ẋ = R(x) r(x) vanishes with r ≠ 0 where R(x) is singular, e.g. R = I − WᵀΛ (eq. 9);
 - otherwise x was polished to a fixed point x*, judged by its activity a* against the stored patterns ξ^μ,
@@ -53,13 +53,11 @@ class EndStateConfig:
     """Tolerances of the taxonomy (config ``end_states``); distances are relative to the mean stored-pattern norm
     in activity space."""
 
-    stall_factor: float = 100.0  # stall when ‖r‖∞ > stall_factor · solver.tol where the flow stopped
     fixed_point_tol: float = 1e-10  # Newton: ‖r‖∞ ≤ fixed_point_tol · max(1, ‖x*‖∞)
     trivial_tol: float = 0.01  # trivial when ‖a*‖₂ ≤ trivial_tol · scale
     cluster_distance: float = 0.05  # one point when ‖a − a′‖₂ ≤ cluster_distance · scale
 
     def __post_init__(self) -> None:
-        number("end_states.stall_factor", self.stall_factor, at_least=1)
         number("end_states.fixed_point_tol", self.fixed_point_tol, above=0, below=1)
         number("end_states.trivial_tol", self.trivial_tol, above=0, below=1)
         number("end_states.cluster_distance", self.cluster_distance, above=0)
@@ -157,7 +155,7 @@ def classify(system: System, model: Model, traj: Trajectories, solver: SolverCon
     with torch.no_grad():
         residual[finite] = m64.residual(x[finite]).abs().amax(-1)
         activity = m64.readout(x)[:, system.net.visible].cpu()
-    candidate = ((index < 0).to(x.device) & finite & (residual <= cfg.stall_factor * solver.tol)).cpu()
+    candidate = ((index < 0).to(x.device) & finite & (residual <= solver.stall_factor * solver.tol)).cpu()
     polish_residual = torch.full((B,), math.nan, dtype=torch.float64)
     fixed = torch.zeros(B, dtype=torch.bool)
     if bool(candidate.any()):

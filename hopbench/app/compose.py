@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.resources
+import inspect
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ import hydra
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, InstantiationException, MissingConfigException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -209,7 +210,21 @@ def compose_config(*overrides: str, **options: Any) -> DictConfig:
 
 def _instantiate(node: Any, key: str) -> Any:
     with config_errors([key]):
+        _check_settings(node, key)
         return instantiate(node, _convert_="all")
+
+
+def _check_settings(node: Any, key: str) -> None:
+    """``+solver.bogus=1`` → solver.bogus=1: unknown setting (allowed: the constructor's parameters)."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    params = inspect.signature(get_object(node._target_)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for name in node:
+        if not str(name).startswith("_") and name not in params:
+            raise ConfigError(f"{key}.{name}", node[name], "unknown setting",
+                              allowed=[p for p in params if not p.startswith("_")])
 
 
 def _size(cfg: DictConfig, explicit: set[str]) -> tuple[int, int]:

@@ -41,7 +41,8 @@ AUTO_GROUPS = ("strategy", "energy")
 #: the ``solver`` group: SolverConfig with the method (and, for fixed steps, the step size) set
 SOLVER_PRESETS: dict[str, dict[str, Any]] = {"dopri5": {"method": "dopri5"}, "bosh3": {"method": "bosh3"},
                                              "rk4": {"method": "rk4", "step_size": 0.05},
-                                             "euler": {"method": "euler", "step_size": 0.05}}
+                                             "euler": {"method": "euler", "step_size": 0.05},
+                                             "ros34pw2": {"method": "ros34pw2"}}
 
 
 def auto() -> None:

@@ -3,22 +3,30 @@
 ``integrate`` has two backends (``solver.backend``). ``rows`` (:mod:`hopbench.solve.runge_kutta`, the default for
 dopri5 and bosh3) gives every trajectory its own step size and lets it leave the batch at the first accepted
 step where it converged. ``torchdiffeq`` (every method, including the fixed-step rk4 and euler) runs
-torchdiffeq over time windows of growing length; after each window, trajectories that converged
-(‖ẋ‖∞ < tol) or diverged (non-finite, or ‖x‖∞ > bound) leave the active batch, and the error norm is the
-largest per-trajectory RMS, so each trajectory gets the requested accuracy whatever the batch holds. With
-either, whatever is still active at t_max ends as ``max_time``: every trajectory ends with exactly one
-status, and nothing is dropped.
+torchdiffeq over time windows of growing length; after each window, trajectories that
+:mod:`hopbench.solve.endings` ends (converged, stalled, diverged, or finished by Newton) leave the active batch,
+and the error norm is the largest per-trajectory RMS, so each trajectory gets the requested accuracy whatever
+the batch holds. With either, whatever is still active at t_max ends as ``max_time``: every trajectory ends with
+exactly one status, and nothing is dropped.
+
+Small problems run single-threaded (``hopbench.threads.choose("auto", N)``, never more threads than the job's
+budget): the solver's many tiny tensor operations gain nothing from a second thread, and next to a busy process
+spinning OpenMP threads slow them down tens of times.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
 from hopbench.core.models import Model
+from hopbench.solve.endings import ACTIVE, Endings, Watch
 from hopbench.solve.runge_kutta import integrate_rows
-from hopbench.solve.trajectories import CONVERGED, DIVERGED, MAX_TIME, EnergyTrace, SolverConfig, Trajectories
+from hopbench.solve.trajectories import MAX_TIME, EnergyTrace, SolverConfig, Trajectories
+from hopbench.threads import budget, choose, job_budget
 
 __all__ = ["integrate"]
 
@@ -64,40 +72,60 @@ def _rowwise_rms_max(t: Tensor) -> Tensor:
 
 def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
               record_energy: bool = False) -> Trajectories:
-    """Integrate ẋ = model.vector_field(x) from x0 (B, N) until each trajectory converges, diverges or
-    reaches t_max. With ``record_energy`` the model's energy is stored at every accepted step.
-    With ``config.row_wise`` (the default for dopri5 and bosh3) the batch goes to
-    :func:`hopbench.solve.runge_kutta.integrate_rows` instead: a step size per trajectory, rows leaving at once."""
+    """Integrate ẋ = model.vector_field(x) from x0 (B, N) until each trajectory ends (see
+    :mod:`hopbench.solve.trajectories` for the statuses) or reaches t_max. With ``record_energy`` the model's
+    energy is stored at every accepted step (and at the Newton finish's fixed point).
+    With ``config.row_wise`` (the default for dopri5, bosh3 and ros34pw2) the batch goes to
+    :func:`hopbench.solve.runge_kutta.integrate_rows`: a step size per trajectory, rows leaving at once."""
     cfg = config or SolverConfig()
-    if cfg.row_wise:
-        return integrate_rows(model, x0, cfg, record_energy)
+    with job_budget(min(budget(), choose("auto", x0.shape[-1]))):
+        if cfg.row_wise:
+            return integrate_rows(model, x0, cfg, record_energy)
+        return _integrate_windows(model, x0, cfg, record_energy)
+
+
+def _integrate_windows(model: Model, x0: Tensor, cfg: SolverConfig, record_energy: bool) -> Trajectories:
+    """The torchdiffeq backend: windows of growing length, the rules of hopbench.solve.endings at window ends."""
     B = x0.shape[0]
     dev = x0.device
     x = x0.detach().clone()
     status = torch.full((B,), MAX_TIME, dtype=torch.long, device=dev)
     t_end = torch.zeros(B, dtype=torch.float64, device=dev)
     nfe = torch.ones(B, dtype=torch.long, device=dev)
+    newton = torch.zeros(B, dtype=torch.bool, device=dev)
+    speed = torch.empty(B, dtype=x0.dtype, device=dev)
     traces: list[tuple[Tensor, Tensor, Tensor]] = []
     notes: list[str] = []
+    endings = Endings(model, cfg)
 
-    def settle(idx: Tensor, xa: Tensor, t: float) -> tuple[Tensor, Tensor]:
-        """Classify the rows ``idx`` at time t; returns (still active idx, their speeds)."""
+    def settle(idx: Tensor, xa: Tensor, t: float, cost_rate: float, watch: Watch,
+               last: bool = False) -> tuple[Tensor, Watch]:
+        """Check the rows ``idx`` at time t (``last``: no window follows); returns the rows still active and their
+        watch."""
         with torch.no_grad():
             v = model.vector_field(xa)
-        sp = v.abs().amax(-1)
-        bad = ~torch.isfinite(xa).all(-1) | ~torch.isfinite(sp) | (xa.abs().amax(-1) > cfg.bound)
-        conv = ~bad & (sp < cfg.tol)
-        status[idx[bad]] = DIVERGED
-        status[idx[conv]] = CONVERGED
-        x[idx], t_end[idx], speed[idx] = xa, t, sp
-        return idx[~(bad | conv)], sp
+        times = torch.full((idx.numel(),), t, dtype=torch.float64, device=dev)
+        final = torch.full_like(times, last or t >= cfg.t_max, dtype=torch.bool)
+        check = endings.check(xa, v, times, torch.full_like(times, cost_rate), watch, final, torch.zeros_like(final))
+        x[idx], t_end[idx], speed[idx] = xa, t, v.abs().amax(-1)
+        if check is None:
+            return idx, watch
+        status[idx], x[idx], speed[idx] = torch.where(check.code == ACTIVE, MAX_TIME, check.code), check.x, check.speed
+        nfe[idx] += check.evaluations
+        newton[idx] = check.newton
+        if record_energy and bool(check.newton.any()):
+            with torch.no_grad():
+                traces.append((idx[check.newton], times[check.newton].to(xa.dtype),
+                               model.energy.value(check.x[check.newton])))
+        going = check.code == ACTIVE
+        return idx[going], watch.take(going)
 
-    speed = torch.empty(B, dtype=x0.dtype, device=dev)
     if record_energy:
         with torch.no_grad():
             traces.append((torch.arange(B, device=dev), torch.zeros(B, dtype=x.dtype, device=dev),
                            model.energy.value(x)))
-    active, _ = settle(torch.arange(B, device=dev), x.clone(), 0.0)
+    active, watch = settle(torch.arange(B, device=dev), x.clone(), 0.0, math.inf,
+                           Watch.start(B, dev, cfg.newton_speed))
 
     func = _Field(model, cfg.bound)
     if cfg.adaptive:
@@ -127,7 +155,7 @@ def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
         if xa is None:
             notes.append(failure)
             nfe[active] += spent
-            settle(active, x[active].clone(), t)
+            settle(active, x[active].clone(), t, 0.0, watch, last=True)
             break
         nfe[active] += spent + 1
         if record_energy:
@@ -135,10 +163,10 @@ def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
                 traces.append((active, t_rec, e_rec))
             with torch.no_grad():
                 traces.append((active, torch.full_like(xa[:, 0], t1), model.energy.value(xa)))
-        active, _ = settle(active, xa, t1)
+        active, watch = settle(active, xa, t1, spent / (t1 - t), watch)
         t, window = t1, window * cfg.window_growth
     trace = None
     if record_energy:
         idx, tt, ee = (torch.cat(parts) for parts in zip(*traces, strict=True))
         trace = EnergyTrace(idx, tt, ee, B)
-    return Trajectories(x, status, t_end, nfe, speed, trace, notes)
+    return Trajectories(x, status, t_end, nfe, speed, trace, notes, newton)
