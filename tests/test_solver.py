@@ -139,6 +139,18 @@ def test_newton_polish_converges_and_stays_put() -> None:
     assert float(again.shift.max()) < 1e-12
 
 
+def test_newton_polish_rows_are_independent() -> None:
+    """A row's polish does not depend on the batch: converged rows leave, others go on (same as one at a time)."""
+    net, X = hebbian_net(5, 60, "tanh", {"beta": 3.0})
+    model = build_model("original", net)
+    exact = polish(model, model.initial_state(X)).x
+    starts = torch.cat([exact[:2], model.initial_state(X[2:]) + 0.05 * randn(3, 60, seed=8)])
+    batch = polish(model, starts)
+    alone = torch.cat([polish(model, starts[i:i + 1]).x for i in range(5)])
+    torch.testing.assert_close(batch.x, alone, rtol=0, atol=1e-12)
+    assert float(batch.shift[:2].max()) < 1e-12 and bool(batch.converged.all())
+
+
 def test_newton_polish_on_relu_and_singular_jacobians() -> None:
     net, X = hebbian_net(5, 60, "relu")
     model = build_model("original", net)

@@ -39,37 +39,40 @@ def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10)
 
 
 def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polished:
+    """Newton on the rows still in play: a row leaves once converged, or once its line search finds no decrease
+    (a repeat from the same x would take the same step), so the Jacobians are formed for those rows only."""
     x0 = x.detach().clone()
     x = x0.clone()
     with torch.no_grad():
         r = model.residual(x)
         rn = r.abs().amax(-1)
+        stuck = torch.zeros_like(rn, dtype=torch.bool)
         for _ in range(iterations):
             done = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
-            if bool(done.all()):
+            rows = (~done & ~stuck).nonzero().squeeze(-1)
+            if not rows.numel():
                 break
-            J = model.residual_jacobian(x)
-            delta, info = torch.linalg.solve_ex(J, -r.unsqueeze(-1))
+            xa, ra, rna = x[rows], r[rows], rn[rows]
+            J = model.residual_jacobian(xa)
+            delta, info = torch.linalg.solve_ex(J, -ra.unsqueeze(-1))
             delta = delta.squeeze(-1)
             singular = (info != 0) | ~torch.isfinite(delta).all(-1)
             if bool(singular.any()):
-                delta[singular] = (torch.linalg.pinv(J[singular]) @ -r[singular].unsqueeze(-1)).squeeze(-1)
-            step = torch.ones_like(rn)
-            accepted = done.clone()
-            x_new, r_new, rn_new = x.clone(), r.clone(), rn.clone()
+                delta[singular] = (torch.linalg.pinv(J[singular]) @ -ra[singular].unsqueeze(-1)).squeeze(-1)
+            step = torch.ones_like(rna)
+            accepted = torch.zeros_like(rna, dtype=torch.bool)
             for _ in range(30):
-                trial = x + step.unsqueeze(-1) * delta
+                trial = xa + step.unsqueeze(-1) * delta
                 r_try = model.residual(trial)
                 rn_try = r_try.abs().amax(-1)
-                ok = ~accepted & (rn_try < rn)
-                x_new[ok], r_new[ok], rn_new[ok] = trial[ok], r_try[ok], rn_try[ok]
+                ok = ~accepted & (rn_try < rna)
+                xa[ok], ra[ok], rna[ok] = trial[ok], r_try[ok], rn_try[ok]
                 accepted |= ok
                 if bool(accepted.all()):
                     break
                 step = torch.where(accepted, step, step / 2)
-            if bool((x_new == x).all()):
-                break
-            x, r, rn = x_new, r_new, rn_new
+            x[rows], r[rows], rn[rows] = xa, ra, rna
+            stuck[rows] = ~accepted
     converged = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
     return Polished(x, rn, converged, (x - x0).abs().amax(-1))
 
