@@ -67,7 +67,7 @@ from hopbench.core.system import System, generator, resolve_n_patterns
 from hopbench.repro import REPRODUCTIONS, Context, Verdict, cpu_threads
 from hopbench.repro.example7 import along_trajectories, distinct
 from hopbench.repro.prop4 import relu_memory
-from hopbench.solve import SolverConfig, integrate, polish
+from hopbench.solve import CONVERGED, STALLED, SolverConfig, integrate, polish
 
 F64 = torch.float64
 FIXED_POINT_TOL = 1e-8
@@ -144,7 +144,7 @@ def measure_run(kind: str, strategy: str, energy: str, energy_params: dict, para
     out = integrate(model, model.initial_state(random), solver)
     with torch.no_grad():
         residual = model.residual(out.x).abs().amax(-1)
-    stalls = (out.status == 0) & (residual > 100 * solver.tol)
+    stalls = (out.status == STALLED) | ((out.status == CONVERGED) & (residual > solver.stall_factor * solver.tol))
     ends = torch.cat([ret.extras["trajectories"].x, out.x])
     done = torch.cat([ret.extras["trajectories"].status, out.status]) == 0
     polished = polish(model, ends[done])

@@ -2,6 +2,7 @@
 
 from hopbench.solve.integrate import integrate
 from hopbench.solve.newton import Polished, polish
-from hopbench.solve.trajectories import STATUSES, EnergyTrace, SolverConfig, Trajectories
+from hopbench.solve.trajectories import CONVERGED, STALLED, STATUSES, EnergyTrace, SolverConfig, Trajectories
 
-__all__ = ["STATUSES", "EnergyTrace", "Polished", "SolverConfig", "Trajectories", "integrate", "polish"]
+__all__ = ["CONVERGED", "STALLED", "STATUSES", "EnergyTrace", "Polished", "SolverConfig", "Trajectories", "integrate",
+           "polish"]
