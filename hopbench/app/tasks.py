@@ -89,21 +89,43 @@ def evaluate(settings: Settings, recorder: Recorder) -> dict:
 
 @TASKS.register("train")
 def train_task(settings: Settings, recorder: Recorder) -> dict:
-    """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5."""
+    """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5.
+
+    Every validation also measures stability at the stored patterns for each model of the run (with
+    ``task.stability``): how the dead fraction and the energy verdicts change as the weights learn."""
     cfg = TrainConfig.from_params(settings.task_params)
     base = _system(settings, settings.model)
+
+    def probe(system: System) -> dict:
+        out = {}
+        for name, partner in _with_partners(settings, system).items():
+            m = stability_at_patterns(partner, partner.model, settings.solver, settings.stability,
+                                      max_points=settings.max_points, threshold=settings.retrieval["threshold"])
+            out.update({f"{name}_{k}": m.scalars[k] for k in ("stable_fraction", "dead_fraction",
+                                                               "energy_inconclusive_fraction")})
+        return out
+
     result = train(base, cfg, model_kwargs=settings.model_kwargs(settings.model), cue=settings.cue,
-                   on_log=recorder.log)
+                   solver=settings.solver, threshold=settings.retrieval["threshold"],
+                   probe=probe if settings.task_params["stability"] else None, on_log=recorder.log)
     trained = result.system
-    recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
+    weights = recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
+    summary = {"train_loss_initial": result.history[0]["loss"], "train_loss_final": result.history[-1]["loss"],
+               "train_steps": result.steps_run, "train_stop_reason": result.stop_reason,
+               "train_best_step": result.best_step, "val_accuracy_initial": result.history[0]["val_accuracy"],
+               "val_accuracy_best": result.best["val_accuracy"], "train_time_s": result.seconds}
+    recorder.artifact("trained_weights", weights, metadata={"objective": cfg.objective, **summary})
     history = pd.DataFrame(result.history)
     recorder.table("training", history)
+    label = f"{settings.model}, {settings.system['activation']}, {settings.system['weights']} start"
     recorder.figure("training_loss", lambda: plots.training_curve(
-        history, f"task=train, objective={cfg.objective} ({settings.model}, {settings.system['activation']})"))
+        history, f"task=train, objective={cfg.objective} ({label}): stopped by {result.stop_reason}, "
+                 f"kept step {result.best_step}"))
+    if settings.task_params["stability"]:
+        recorder.figure("training_dead_neurons", lambda: plots.training_stability(
+            history, f"Stored fixed points as the weights learn ({label})"))
     out = _evaluate(settings, recorder, _with_partners(settings, trained))
-    out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
-                           "train_loss_final": result.history[-1]["loss"], "train_steps": cfg.steps,
-                           "train_time_s": result.seconds})
+    out["metrics"].update(summary)
     return out
 
 

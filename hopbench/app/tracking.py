@@ -98,6 +98,7 @@ class Recorder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tables: list[str] = []
         self.figures: list[str] = []
+        self._curves: set[str] = set()
         self.run = self._start_wandb(logger, config, group, job_type, name)
 
     def _start_wandb(self, logger: dict, config: dict, group: str, job_type: str, name: str) -> Any:
@@ -121,19 +122,35 @@ class Recorder:
 
             self.run.log({f"tables/{name}": wandb.Table(dataframe=frame.head(10_000))})
 
-    def log(self, row: dict[str, float]) -> None:
-        """Scalars of one step of a long computation (e.g. training losses): to wandb, keyed by ``row['step']``."""
-        if self.run is not None:
-            self.run.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+    def log(self, row: dict[str, Any], prefix: str = "train") -> None:
+        """Scalars of one step of a long computation (e.g. training curves) to wandb as ``prefix/<key>``, plotted
+        against ``prefix/step`` = ``row['step']`` (declared with ``define_metric`` on first use)."""
+        if self.run is None:
+            return
+        if prefix not in self._curves:
+            self.run.define_metric(f"{prefix}/step")
+            self.run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/step")
+            self._curves.add(prefix)
+        self.run.log({f"{prefix}/{k}": v for k, v in json_safe(row).items() if v is not None})
 
-    def arrays(self, name: str, **arrays: Any) -> None:
-        """Save arrays as ``name``.npz (e.g. trained weights), atomically."""
+    def arrays(self, name: str, **arrays: Any) -> Path:
+        """Save arrays as ``name``.npz (e.g. trained weights), atomically; returns the file."""
         import numpy as np
 
         target = self.out_dir / f"{name}.npz"
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         self.tables.append(target.name)
+        return target
+
+    def artifact(self, name: str, path: Path, *, kind: str = "model", metadata: dict | None = None) -> None:
+        """A file of the run (e.g. trained weights) as a wandb artifact ``name`` of type ``kind``."""
+        if self.run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind, metadata=json_safe(metadata or {}))
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
 
     def figure(self, name: str, draw: Callable[[], Any]) -> None:
         """Save the matplotlib figure returned by ``draw()`` as ``name``.png."""
