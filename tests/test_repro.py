@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -72,3 +74,37 @@ def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Pat
     assert (results_file.parent / "prop1_prop1.png").read_bytes() == figure.read_bytes()
     table = proc.stdout[proc.stdout.rindex("== reproduce"):]
     assert "prop1" in table and "hebbian" not in table and "tanh" not in table
+
+
+def test_training_reproduction_puts_its_curves_and_figures_in_the_run(tmp_path: Path) -> None:
+    """`hopbench experiment=repro_training` (wandb offline): the comparison, training-curve and dead-neuron figures
+    are in the Hydra run's folder and its wandb run, and every trained run's validation curve reaches wandb
+    against its own training step (define_metric), value for value as in training_steps.csv."""
+    from tests.test_app import wandb_records
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "hopbench.app.cli", "experiment=repro_training",
+                           "task.params=${task.tiny_params}", "logger=wandb"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (results_file,) = tmp_path.glob("outputs/**/results.json")
+    run_dir = results_file.parent
+    figures = {"training_comparison.png", "training_training_curves.png", "training_dead_neurons.png"}
+    assert figures <= set(json.loads(results_file.read_text())["figures"])
+    assert all((run_dir / f).stat().st_size > 0 for f in figures)
+    steps = pd.read_csv(tmp_path / "reproductions" / "training" / "training_steps.csv")
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    records = wandb_records(log)
+    axes = {r.metric.glob_name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric"}
+    logged = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item} for r in records
+              if r.WhichOneof("record_type") == "history"]
+    keys = {key for h in logged for key in h}  # an image's fields are nested under its key
+    assert all(any(k.startswith(f"figures/{f.removesuffix('.png')}/") for k in keys) for f in figures)
+    runs = steps.groupby(["dataset", "P", "weights"], sort=False)
+    assert len(runs) >= 9
+    for (dataset, n_patterns, weights), rows in runs:
+        prefix = f"train/{dataset}_P{n_patterns}_{weights}"
+        assert axes[f"{prefix}/*"] == f"{prefix}/step"
+        curve = [h for h in logged if f"{prefix}/val_accuracy" in h]
+        assert [int(h[f"{prefix}/step"]) for h in curve] == rows["step"].tolist()
+        assert [float(h[f"{prefix}/val_accuracy"]) for h in curve] == rows["val_accuracy"].tolist()

@@ -203,7 +203,7 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     ``patience`` validations and returns the weights of step 0 (the storage rule)."""
     system = bipolar_memory(24, 6)
     cfg = TrainConfig(objective="fixed_point", steps=500, lr=1e-9, lr_min=0.0, schedule="constant",
-                      validate_every=5, patience=3)
+                      validate_every=5, patience=3, warmup_steps=0)
     result = train(system, cfg, model_kwargs={}, cue=FLIP)
     assert result.stop_reason == "early_stopping" and result.steps_run == 15 and result.best_step == 0
     assert [r["step"] for r in result.history if "val_accuracy" in r] == [0, 5, 10, 15]
@@ -237,7 +237,7 @@ def test_plateau_schedule_lowers_the_rate_after_stale_validations() -> None:
     rates of the history follow that rule from its own 'best' flags."""
     system = bipolar_memory(24, 6)
     cfg = TrainConfig(objective="fixed_point", steps=80, lr=1e-6, lr_min=1e-7, schedule="plateau", lr_factor=0.5,
-                      lr_patience=2, validate_every=5, patience=0)
+                      lr_patience=2, validate_every=5, patience=0, warmup_steps=0)
     result = train(system, cfg, model_kwargs={}, cue=FLIP)
     lr, stale, lowered = cfg.lr, 0, 0
     for row in result.history:
@@ -249,16 +249,17 @@ def test_plateau_schedule_lowers_the_rate_after_stale_validations() -> None:
     assert lowered >= 3 and result.history[-1]["lr"] == pytest.approx(cfg.lr_min)
 
 
-def test_cosine_schedule_and_recorded_gradient_norm() -> None:
-    """cosine: lr falls from lr to lr_min at the last step; grad_norm is the norm of the loss's gradient with
-    respect to (A, b) before clipping (autograd here, at the initial weights)."""
+def test_warmup_then_cosine_schedule_and_recorded_gradient_norm() -> None:
+    """A linear warm-up to lr over warmup_steps, then cosine down to lr_min at the last step; grad_norm is the
+    norm of the loss's gradient with respect to (A, b) before clipping (autograd here, at the initial weights)."""
     system = bipolar_memory(24, 6, weights="hebbian")
-    cfg = TrainConfig(objective="fixed_point", steps=40, lr=0.01, lr_min=1e-4, grad_clip=0.01, patience=0,
-                      log_every=1)
+    cfg = TrainConfig(objective="fixed_point", steps=49, lr=0.01, lr_min=1e-4, grad_clip=0.01, patience=0,
+                      log_every=1, warmup_steps=9)
     result = train(system, cfg, model_kwargs={}, cue=FLIP)
     lrs = [r["lr"] for r in result.history]
-    assert lrs[0] == 0.01 and lrs[-1] == pytest.approx(1e-4) and all(b <= a for a, b in itertools.pairwise(lrs))
-    assert lrs[20] == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4), rel=1e-9)
+    assert lrs[:10] == pytest.approx([0.001 * (t + 1) for t in range(10)], rel=1e-12)
+    assert lrs[-1] == pytest.approx(1e-4) and all(b <= a for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[29] == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4), rel=1e-9)  # half way from step 9 to step 49
     A = system.net.W.clone().requires_grad_(True)
     b = system.net.b.clone().requires_grad_(True)
     problem = TrainingProblem.build(system, cfg, model_kwargs={}, cue=FLIP)
@@ -325,6 +326,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_validation(monkeypatch: p
     ("validate_every", 2.5, "must be a positive integer"),
     ("val_cues_per_pattern", 0, "must be a positive integer"),
     ("patience", -1, "must be an integer ≥ 0"),
+    ("warmup_steps", -2, "must be an integer ≥ 0"),
     ("min_delta", float("nan"), "must be ≥ 0"),
 ])
 def test_bad_training_settings_name_the_key(key: str, value: object, message: str) -> None:

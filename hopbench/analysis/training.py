@@ -23,16 +23,19 @@ abscissa is at most the numerical abscissa λ_max(Λ^{1/2} sym(W) Λ^{1/2}) − 
 penalty pushes every stored pattern to be a stable fixed point of the original dynamics (and, through
 y = Wu + b, of eq. 9 with R = I).
 
-Convergence. Adam with gradient-norm clipping (``grad_clip``) and a learning-rate schedule (``schedule``:
-constant, cosine to ``lr_min``, or plateau: × ``lr_factor`` after ``lr_patience`` validations without
+Convergence. Adam with gradient-norm clipping (``grad_clip``) and a learning-rate schedule: a linear warm-up
+over ``warmup_steps`` (Adam's first steps, of size ≈ lr in every entry whatever the gradient, otherwise knock a
+good storage rule out of its basins before the moments settle), then ``schedule``: constant, cosine to
+``lr_min`` at the last step, or plateau: × ``lr_factor`` after ``lr_patience`` validations without
 improvement). Every ``validate_every`` steps (and at step 0, the storage rule itself) the current weights are
 validated on held-out cues: ``val_cues_per_pattern`` corruptions per pattern drawn once from their own random
 stream ("validation cues" — neither the training cues nor the evaluation's "cues"), integrated to a steady state
 by the benchmark's solver; validation accuracy = the fraction with cosine(final activity, ξ) ≥ threshold (§5.1),
 validation loss = ℓ at the final states. The best validation (``monitor``: accuracy with the loss as
 tie-break, or the loss alone) is kept (``keep_best``); training stops early after ``patience`` validations
-without improvement. The history (one row per logged step: loss terms, lr, gradient norm, and at validations
-val_accuracy, val_loss, val_converged) and the reason training stopped come back with the trained system.
+without improvement (not during the warm-up). The history (one row per logged step: loss terms, lr, gradient
+norm, and at validations val_accuracy, val_loss, val_converged) and the reason training stopped come back with
+the trained system.
 
 W is a free matrix, kept symmetric (W = (A + Aᵀ)/2) with ``symmetric`` and zero-diagonal with ``zero_diagonal``.
 Shapes: W (N, N), b (N,), patterns and cues (P, N), batches first.
@@ -99,6 +102,7 @@ class TrainConfig:
     lr_min: float = 1e-4
     lr_factor: float = 0.5
     lr_patience: int = 3
+    warmup_steps: int = 20
     grad_clip: float = 1.0
     validate_every: int = 10
     val_cues_per_pattern: int = 4
@@ -129,8 +133,10 @@ class TrainConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"task.{key}", value, "must be a positive integer")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise ConfigError("task.patience", self.patience, "must be an integer ≥ 0 (0: no early stopping)")
+        for key in ("patience", "warmup_steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"task.{key}", value, "must be an integer ≥ 0")
         for key in ("lr", "horizon", "step_size"):
             if not _number(getattr(self, key)) or not getattr(self, key) > 0:
                 raise ConfigError(f"task.{key}", getattr(self, key), "must be > 0")
@@ -302,8 +308,14 @@ def _better(row: dict, best: dict | None, cfg: TrainConfig) -> bool:
     return row["val_loss"] < best["val_loss"] - cfg.min_delta * abs(best["val_loss"])
 
 
-def _cosine_lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+def _scheduled_lr(cfg: TrainConfig, step: int, lr: float) -> float:
+    """The learning rate of ``step`` for the warm-up and the cosine schedule (``lr``, the current one, otherwise)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps)
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+    return cfg.lr if step == cfg.warmup_steps else lr
 
 
 def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[str, dict],
@@ -328,7 +340,7 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
     history: list[dict] = []
     best: dict | None = None
     best_weights = (params.W().detach().clone(), params.b.detach().clone())
-    lr, stale, stale_lr, stop_reason, step = cfg.lr, 0, 0, "max_steps", 0
+    lr, stale, stale_lr, stop_reason, step = _scheduled_lr(cfg, 0, cfg.lr), 0, 0, "max_steps", 0
     start = time.perf_counter()
     for step in range(cfg.steps + 1):
         current = Network(params.W(), params.b, net.lagrangian, net.visible)
@@ -365,14 +377,15 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
             break
         if step == cfg.steps:
             break
-        if cfg.patience and stale >= cfg.patience:
+        if cfg.patience and stale >= cfg.patience and step >= cfg.warmup_steps:
             stop_reason = "early_stopping"
             break
         for group in optimiser.param_groups:
             group["lr"] = lr
         optimiser.step()
-        if cfg.schedule == "cosine":  # the learning rate of the next step
-            lr = _cosine_lr(cfg, step + 1)
+        lr = _scheduled_lr(cfg, step + 1, lr)  # the learning rate of the next step
+        if step < cfg.warmup_steps:
+            stale_lr = 0
         elif cfg.schedule == "plateau" and stale_lr >= cfg.lr_patience:
             lr, stale_lr = max(cfg.lr_min, lr * cfg.lr_factor), 0
     assert best is not None  # step 0 always validates
