@@ -107,7 +107,7 @@ class TrainConfig:
     validate_every: int = 10
     val_cues_per_pattern: int = 4
     monitor: str = "accuracy"
-    patience: int = 8
+    patience: int = 15
     min_delta: float = 1e-3
     keep_best: bool = True
     log_every: int = 10
@@ -339,7 +339,7 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
     objective = OBJECTIVES.get(cfg.objective)
     history: list[dict] = []
     best: dict | None = None
-    best_weights = (params.W().detach().clone(), params.b.detach().clone())
+    best_weights: tuple[Tensor, Tensor] | None = None
     lr, stale, stale_lr, stop_reason, step = _scheduled_lr(cfg, 0, cfg.lr), 0, 0, "max_steps", 0
     start = time.perf_counter()
     for step in range(cfg.steps + 1):
@@ -388,7 +388,7 @@ def train(system: System, cfg: TrainConfig, *, model_kwargs: dict, cue: tuple[st
             stale_lr = 0
         elif cfg.schedule == "plateau" and stale_lr >= cfg.lr_patience:
             lr, stale_lr = max(cfg.lr_min, lr * cfg.lr_factor), 0
-    assert best is not None  # step 0 always validates
+    assert best is not None and best_weights is not None  # step 0 always validates (or raises)
     if cfg.keep_best:
         W, b = best_weights
     else:
