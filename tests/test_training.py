@@ -262,6 +262,11 @@ def test_warmup_then_cosine_schedule_and_recorded_gradient_norm() -> None:
     assert lrs[:10] == pytest.approx([0.001 * (t + 1) for t in range(10)], rel=1e-12)
     assert lrs[-1] == pytest.approx(1e-4) and all(b <= a for a, b in itertools.pairwise(lrs[9:]))
     assert lrs[29] == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4), rel=1e-9)  # half way from step 9 to step 49
+    for steps in (4, 5, 6):  # a warm-up as long as the run, or longer, ramps all the way
+        short = train(system, TrainConfig(**{**cfg.__dict__, "steps": steps, "warmup_steps": 5}), model_kwargs={},
+                      cue=FLIP)
+        assert [r["lr"] for r in short.history][:5] == pytest.approx([0.01 * (t + 1) / 6 for t in range(5)])
+        assert short.stop_reason == "max_steps" and short.steps_run == steps
     A = system.net.W.clone().requires_grad_(True)
     b = system.net.b.clone().requires_grad_(True)
     problem = TrainingProblem.build(system, cfg, model_kwargs={}, cue=FLIP)

@@ -313,7 +313,7 @@ def _scheduled_lr(cfg: TrainConfig, step: int, lr: float) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
     if cfg.schedule == "cosine":
-        progress = (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
     return cfg.lr if step == cfg.warmup_steps else lr
 
