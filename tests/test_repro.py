@@ -51,24 +51,25 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)  # |ΔE| in a claim stays in its cell
 
 
-def test_committed_outputs_are_deterministic_and_timings_go_elsewhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["prop1", "training"])
+def test_committed_outputs_are_deterministic_and_timings_go_elsewhere(name: str, tmp_path: Path) -> None:
     """Two runs write byte-identical verdict.json, CSV and REPORT.md; the wall time lives in timing.json and
-    TIMINGS.md only."""
+    TIMINGS.md only (training's histories carry no time column)."""
     snapshots = []
     for _ in range(2):
-        ctx = Context("prop1", tmp_path / "prop1", torch.device(DEVICE), figures=False)
-        reproduce("prop1", tiny_params("prop1"), ctx)
+        ctx = Context(name, tmp_path / name, torch.device(DEVICE), figures=False)
+        reproduce(name, tiny_params(name), ctx)
         write_report(tmp_path)
-        snapshots.append({p.name: p.read_bytes() for p in sorted((tmp_path / "prop1").iterdir())}
+        snapshots.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())}
                          | {"REPORT.md": (tmp_path / "REPORT.md").read_bytes()})
-        timing = json.loads((tmp_path / "prop1" / TIMING_FILE).read_text())
+        timing = json.loads((tmp_path / name / TIMING_FILE).read_text())
         assert timing["wall_s"] >= 0 and timing["device"] == str(torch.device(DEVICE))
     committed = [name for name in snapshots[0] if name != TIMING_FILE]
     assert all(snapshots[0][name] == snapshots[1][name] for name in committed)
     verdict = json.loads(snapshots[0]["verdict.json"])
     assert "time_s" not in verdict
     assert "wall" not in snapshots[0]["REPORT.md"].decode().lower().replace("wall times: `timings.md`", "")
-    assert "prop1" in (tmp_path / "TIMINGS.md").read_text()
+    assert name in (tmp_path / "TIMINGS.md").read_text()
 
 
 def test_vacuous_verdict_never_passes_and_is_marked(tmp_path: Path) -> None:

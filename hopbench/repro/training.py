@@ -181,7 +181,8 @@ def sweep(p: dict, ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
                              solver, ctx, f"{dataset}_P{n_patterns}_{name}", probed)
                 rows.append({**where, "weights": name, "trained": True, **done["summary"],
                              **measure(done["system"], p, solver)})
-                steps += [{**where, "weights": name, **row} for row in done["history"] if "val_accuracy" in row]
+                steps += [{**where, "weights": name, **{k: v for k, v in row.items() if k != "time_s"}}
+                          for row in done["history"] if "val_accuracy" in row]  # no wall time in committed files
             print(f"training: {dataset}, P = {n_patterns}: {time.perf_counter() - start:.1f} s", flush=True)
     return pd.DataFrame(rows), pd.DataFrame(steps)
 
@@ -198,7 +199,7 @@ def _train(system: System, variant: dict, p: dict, solver: SolverConfig, ctx: Co
                "stability_weight": variant["stability_weight"], "stop_reason": result.stop_reason,
                "steps_run": result.steps_run, "best_step": result.best_step,
                "val_accuracy_start": result.history[0]["val_accuracy"],
-               "val_accuracy_kept": result.best["val_accuracy"], "train_seconds": result.seconds}
+               "val_accuracy_kept": result.best["val_accuracy"]}
     return {"system": result.system, "history": result.history, "summary": summary}
 
 
