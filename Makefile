@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # CPU build of torch from the local wheel cache; users' own machines may install any torch in range.
 TORCH  ?= torch==2.13.0
 
-REPROS := fig1 prop1 prop3 prop4 example7 strategies dead-neurons critical-load hopfield-capacity
+REPROS := fig1 prop1 prop3 prop4 example7 strategies dead-neurons critical-load hopfield-capacity training
 FULL   ?= false
 SWEEPS := activations capacity training
 

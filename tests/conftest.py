@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,18 @@ def run_inprocess(overrides: list[str], out: Path) -> dict:
         del cfg["hydra"]
     run_job(cfg)
     return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture
+def offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """wandb offline into ``tmp_path`` for one test. wandb announces its service to child processes in
+    WANDB_SERVICE: the service is stopped and the variable restored afterwards, or a later subprocess would log
+    through this process's service."""
+    import wandb
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": tmp_path, "WANDB_CACHE_DIR": tmp_path / "cache",
+                       "WANDB_CONFIG_DIR": tmp_path / "config", "WANDB_SILENT": "true"}.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    yield tmp_path
+    wandb.teardown()

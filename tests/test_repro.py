@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from hopbench.repro import MODULES, TIMING_FILE, Context, Verdict, reproduce, write_report
-from tests.conftest import DEVICE, compose_hydra
+from tests.conftest import DEVICE, compose_hydra, run_inprocess
 
 
 def tiny_params(name: str) -> dict:
@@ -50,24 +51,25 @@ def test_report_lists_every_claim(tmp_path: Path) -> None:
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)  # |ΔE| in a claim stays in its cell
 
 
-def test_committed_outputs_are_deterministic_and_timings_go_elsewhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["prop1", "training"])
+def test_committed_outputs_are_deterministic_and_timings_go_elsewhere(name: str, tmp_path: Path) -> None:
     """Two runs write byte-identical verdict.json, CSV and REPORT.md; the wall time lives in timing.json and
-    TIMINGS.md only."""
+    TIMINGS.md only (training's histories carry no time column)."""
     snapshots = []
     for _ in range(2):
-        ctx = Context("prop1", tmp_path / "prop1", torch.device(DEVICE), figures=False)
-        reproduce("prop1", tiny_params("prop1"), ctx)
+        ctx = Context(name, tmp_path / name, torch.device(DEVICE), figures=False)
+        reproduce(name, tiny_params(name), ctx)
         write_report(tmp_path)
-        snapshots.append({p.name: p.read_bytes() for p in sorted((tmp_path / "prop1").iterdir())}
+        snapshots.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())}
                          | {"REPORT.md": (tmp_path / "REPORT.md").read_bytes()})
-        timing = json.loads((tmp_path / "prop1" / TIMING_FILE).read_text())
+        timing = json.loads((tmp_path / name / TIMING_FILE).read_text())
         assert timing["wall_s"] >= 0 and timing["device"] == str(torch.device(DEVICE))
     committed = [name for name in snapshots[0] if name != TIMING_FILE]
     assert all(snapshots[0][name] == snapshots[1][name] for name in committed)
     verdict = json.loads(snapshots[0]["verdict.json"])
     assert "time_s" not in verdict
     assert "wall" not in snapshots[0]["REPORT.md"].decode().lower().replace("wall times: `timings.md`", "")
-    assert "prop1" in (tmp_path / "TIMINGS.md").read_text()
+    assert name in (tmp_path / "TIMINGS.md").read_text()
 
 
 def test_vacuous_verdict_never_passes_and_is_marked(tmp_path: Path) -> None:
@@ -100,3 +102,35 @@ def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Pat
     assert (results_file.parent / "prop1_prop1.png").read_bytes() == figure.read_bytes()
     table = proc.stdout[proc.stdout.rindex("== reproduce"):]
     assert "prop1" in table and "hebbian" not in table and "tanh" not in table
+
+
+def test_training_reproduction_puts_its_curves_and_figures_in_the_run(offline_wandb: Path) -> None:
+    """`hopbench experiment=repro_training` (wandb offline): the comparison, training-curve and dead-neuron figures
+    are in the Hydra run's folder and its wandb run, and every trained run's validation curve reaches wandb
+    against its own training step (define_metric), value for value as in training_steps.csv."""
+    from tests.test_app import wandb_records
+
+    out, reproductions = offline_wandb / "run", offline_wandb / "reproductions"
+    results = run_inprocess(["experiment=repro_training", "task.params=${task.tiny_params}", "logger=wandb",
+                             f"task.out={reproductions}"], out)
+    assert results["status"] == "ok", results.get("error")
+    figures = {"training_comparison.png", "training_training_curves.png", "training_dead_neurons.png"}
+    assert figures <= set(results["figures"])
+    assert all((out / f).stat().st_size > 0 for f in figures)
+    steps = pd.read_csv(reproductions / "training" / "training_steps.csv")
+    records = wandb_records(next(out.rglob("run-*.wandb")))
+    axes = {r.metric.glob_name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric"}
+    logged = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item} for r in records
+              if r.WhichOneof("record_type") == "history"]
+    keys = {key for h in logged for key in h}  # an image's fields are nested under its key
+    assert all(any(k.startswith(f"figures/{f.removesuffix('.png')}/") for k in keys) for f in figures)
+    runs = steps.groupby(["dataset", "P", "weights"], sort=False)
+    assert len(runs) >= 9
+    for (dataset, n_patterns, weights), rows in runs:
+        prefix = f"train/{dataset}_P{n_patterns}_{weights}"
+        assert axes[f"{prefix}/*"] == f"{prefix}/step"
+        curve = [h for h in logged if f"{prefix}/val_accuracy" in h]
+        assert [int(h[f"{prefix}/step"]) for h in curve] == rows["step"].tolist()
+        # the CSV holds 10 significant digits
+        assert [float(h[f"{prefix}/val_accuracy"]) for h in curve] == pytest.approx(rows["val_accuracy"].tolist(),
+                                                                                    rel=1e-9)

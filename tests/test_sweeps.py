@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -280,21 +279,6 @@ def test_write_summary_files(tmp_path: Path) -> None:
 
 
 # wandb -------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """wandb offline into ``tmp_path`` for one test. wandb announces its service to child processes in
-    WANDB_SERVICE: the service is stopped and the variable restored afterwards, or a later subprocess would log
-    through this process's service."""
-    import wandb
-
-    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": tmp_path, "WANDB_CACHE_DIR": tmp_path / "cache",
-                       "WANDB_CONFIG_DIR": tmp_path / "config", "WANDB_SILENT": "true"}.items():
-        monkeypatch.setenv(key, str(value))
-    monkeypatch.delenv("WANDB_SERVICE", raising=False)
-    yield tmp_path
-    wandb.teardown()
-
-
 def test_wandb_job_run_holds_results_flat_config_tags_and_resumes_its_id(offline_wandb: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     out = offline_wandb / "job"

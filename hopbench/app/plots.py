@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from hopbench.solve import EnergyTrace
 
 __all__ = ["SPECTRA_POINTS", "capacity_curve", "critical_load_curve", "energy_traces", "metric_lines",
-           "overlap_histogram", "phase_diagram", "spectra", "training_curve"]
+           "overlap_histogram", "phase_diagram", "spectra", "training_curve", "training_stability"]
 
 
 def overlap_histogram(overlaps: Mapping[str, np.ndarray], threshold: float, title: str) -> Figure:
@@ -201,13 +201,45 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
     return fig
 
 
+#: columns of a training history that are not loss terms
+_NOT_LOSSES = ("step", "time_s", "lr", "grad_norm", "best", "val_accuracy", "val_loss", "val_converged")
+
+
 def training_curve(history: pd.DataFrame, title: str) -> Figure:
-    """Every loss term of ``task=train`` against the optimisation step (log scale)."""
-    fig = Figure(figsize=(6, 3.5))
+    """``task=train``'s curves against the optimisation step: every loss term and the validation loss (log
+    scale), the held-out retrieval accuracy (the kept step marked), and the learning rate."""
+    fig = Figure(figsize=(15, 3.8), layout="tight")
+    losses, accuracy, lr = fig.subplots(1, 3)
+    terms = [c for c in history.columns if c not in _NOT_LOSSES and not c.endswith("_fraction")]
+    for column in [*terms, *(["val_loss"] if "val_loss" in history else [])]:
+        rows = history[history[column].notna()]
+        values = rows[column].to_numpy(dtype=float)
+        losses.plot(rows["step"], np.where(values > 0, values, np.nan), "o-" if column == "val_loss" else "-",
+                    ms=3, label=column)
+    losses.set(xlabel="step", ylabel="loss", yscale="log", title="losses")
+    losses.legend(fontsize=8)
+    if "val_accuracy" in history:
+        rows = history[history["val_accuracy"].notna()]
+        accuracy.plot(rows["step"], rows["val_accuracy"], "o-", ms=3, label="held-out retrieval accuracy")
+        kept = rows[rows["best"].astype(bool)].tail(1)
+        accuracy.plot(kept["step"], kept["val_accuracy"], "D", color="k", ms=8, label="kept weights")
+        accuracy.legend(fontsize=8)
+    accuracy.set(xlabel="step", ylabel="accuracy", ylim=(-0.03, 1.03), title="validation (held-out cues)")
+    if "lr" in history:
+        lr.plot(history["step"], history["lr"])
+    lr.set(xlabel="step", ylabel="learning rate", yscale="log", title="learning rate")
+    fig.suptitle(title)
+    return fig
+
+
+def training_stability(history: pd.DataFrame, title: str) -> Figure:
+    """Stability fractions at the stored patterns as the weights learn: every ``*_fraction`` column of a
+    training history (e.g. ``original_dead_fraction``, ``modified_energy_inconclusive_fraction``) per step."""
+    fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    for column in [c for c in history.columns if c not in ("step", "time_s")]:
-        values = history[column].to_numpy(dtype=float)
-        ax.plot(history["step"], np.where(values > 0, values, np.nan), label=column)
-    ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
-    ax.legend()
+    for column in [c for c in history.columns if c.endswith("_fraction")]:
+        rows = history[history[column].notna()]
+        ax.plot(rows["step"], rows[column], "o-", ms=3, label=column.replace("_fraction", "").replace("_", " "))
+    ax.set(xlabel="step", ylabel="fraction", ylim=(-0.03, 1.03), title=title)
+    ax.legend(fontsize=8)
     return fig

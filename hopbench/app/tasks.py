@@ -107,7 +107,10 @@ class Evaluate(EvaluationParts, Task):
 @TASKS.register("train")
 @dataclass(frozen=True, kw_only=True)
 class Train(TrainConfig, EvaluationParts, Task):
-    """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5."""
+    """Learn W and b from the configured storage rule (§7), save them, then evaluate everything of §5.
+
+    Every validation also measures stability at the stored patterns for each model of the run (with
+    ``task.stability``): how the dead fraction and the energy verdicts change as the weights learn."""
 
     name = "train"
 
@@ -122,21 +125,41 @@ class Train(TrainConfig, EvaluationParts, Task):
                               allowed=["hebbian", "pseudoinverse", "storkey", "goe", "ginibre", "hierarchical"])
 
     def run(self, job: Job, recorder: Recorder) -> dict:
-        base = job.build()[job.model.name]
-        result = train(base, self, cue=job.cue, on_log=recorder.log)
+        def probe(system: System) -> dict:
+            out = {}
+            for name, partner in _partners(job, system).items():
+                m = stability_at_patterns(partner, partner.model, job.solver, job.stability,
+                                          max_points=job.stability.max_points, threshold=job.retrieval.threshold)
+                out.update({f"{name}_{k}": m.scalars[k] for k in ("stable_fraction", "dead_fraction",
+                                                                   "energy_inconclusive_fraction")})
+            return out
+
+        result = train(job.build()[job.model.name], self, cue=job.cue, solver=job.solver,
+                       threshold=job.retrieval.threshold, probe=probe if self.stability else None,
+                       on_log=recorder.log)
         trained = result.system
         recorder.arrays("trained_weights", W=trained.net.W.cpu().numpy(), b=trained.net.b.cpu().numpy())
         history = pd.DataFrame(result.history)
         recorder.table("training", history)
+        label = f"{job.model.name}, {job.system.activation.name}, {job.system.weights.name} start"
         recorder.figure("training_loss", lambda: plots.training_curve(
-            history, f"task=train, objective={self.objective} ({job.model.name}, {job.system.activation.name})"))
-        systems = {kind.name: trained if kind.name == job.model.name else trained.with_model(kind)
-                   for kind in job.models()}
-        out = _evaluate(job, self, recorder, systems)
-        out["metrics"].update({"train_loss_initial": result.history[0]["loss"],
-                               "train_loss_final": result.history[-1]["loss"], "train_steps": self.steps,
-                               "train_time_s": result.seconds})
+            history, f"task=train, objective={self.objective} ({label}): stopped by {result.stop_reason}, "
+                     f"kept step {result.best_step}"))
+        if self.stability:
+            recorder.figure("training_dead_neurons", lambda: plots.training_stability(
+                history, f"Stored fixed points as the weights learn ({label})"))
+        out = _evaluate(job, self, recorder, _partners(job, trained))
+        out["metrics"].update({
+            "train_loss_initial": result.history[0]["loss"], "train_loss_final": result.history[-1]["loss"],
+            "train_steps": result.steps_run, "train_stop_reason": result.stop_reason,
+            "train_best_step": result.best_step, "val_accuracy_initial": result.history[0]["val_accuracy"],
+            "val_accuracy_best": result.best["val_accuracy"], "train_time_s": result.seconds})
         return out
+
+
+def _partners(job: Job, system: System) -> dict[str, System]:
+    """``system``'s weights and patterns under every model of the job (its own model for the job's)."""
+    return {kind.name: system if kind.name == job.model.name else system.with_model(kind) for kind in job.models()}
 
 
 def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dict[str, System]) -> dict:

@@ -215,6 +215,7 @@ class Recorder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tables: list[str] = []
         self.figures: list[str] = []
+        self._curves: set[str] = set()
         self.run = logger.start(self.out_dir, config=config, group=group, job_type=job_type, name=name,
                                 run_id=run_id, tags=tags)
 
@@ -228,13 +229,19 @@ class Recorder:
 
             self.run.log({f"tables/{name}": wandb.Table(dataframe=frame.head(10_000))})
 
-    def log(self, row: dict[str, float]) -> None:
-        """Scalars of one step of a long computation (e.g. training losses): to wandb, keyed by ``row['step']``."""
-        if self.run is not None:
-            self.run.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+    def log(self, row: dict[str, Any], prefix: str = "train") -> None:
+        """Scalars of one step of a long computation (e.g. training curves) to wandb as ``prefix/<key>``, plotted
+        against ``prefix/step`` = ``row['step']`` (declared with ``define_metric`` on first use)."""
+        if self.run is None:
+            return
+        if prefix not in self._curves:
+            self.run.define_metric(f"{prefix}/step")
+            self.run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/step")
+            self._curves.add(prefix)
+        self.run.log({f"{prefix}/{k}": v for k, v in json_safe(row).items() if v is not None})
 
     def arrays(self, name: str, **arrays: Any) -> None:
-        """Save arrays as ``name``.npz (e.g. trained weights), atomically."""
+        """Save arrays as ``name``.npz (e.g. trained weights), atomically; the results artifact holds it."""
         import numpy as np
 
         target = self.out_dir / f"{name}.npz"
