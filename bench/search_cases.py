@@ -7,7 +7,7 @@
   ``hopbench.analysis.capacity`` against the bisection over [1, N] on complete retrievals that the task ran
   before; and the default CLI run at that size.
 - ``threads``: one thread against all cores for a retrieval batch and a batch of ``eigvalsh``, from N = 32 to
-  1024, alone and next to a busy process; the ratios behind ``hopbench.threads.SMALL_PROBLEM``.
+  1024, alone and next to a busy process; the ratios behind ``threads=auto``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from bench.cases import LOAD, CaseResult, Settings, Target, log
 from bench.harness import measure, timed
 from bench.workloads import FLIP, fixed_points, retrieval_problem
+from hopbench import threads
 from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, search
 from hopbench.analysis.metrics import retrieval
 from hopbench.analysis.stability import StabilityConfig, analyse, eigvalsh, jacobian_verdicts
@@ -179,7 +180,8 @@ def capacity_case(s: Settings) -> CaseResult:
 
 
 # 7. threads ---------------------------------------------------------------------------------------------
-THREADS_COLUMNS = ["workload", "N", "B", "neighbour", "one_thread_s", "all_cores_s", "ratio", "cores", "note"]
+THREADS_COLUMNS = ["workload", "N", "B", "neighbour", "one_thread_s", "all_cores_s", "ratio", "cores", "auto", "auto_s",
+                   "note"]
 
 
 @contextlib.contextmanager
@@ -220,19 +222,24 @@ def threads_case(s: Settings) -> CaseResult:
         for name, (b, work) in _workloads(n, s.device).items():
             for neighbour in (False, True):
                 with busy_neighbour(neighbour):
+                    threads._idle_seen = None  # measure the neighbour afresh
+                    auto = choose("auto", n)
                     with job_budget(1):
                         one = measure(work, s.device, repeats=s.repeats)
                     with job_budget(cores):
                         every = measure(work, s.device, repeats=s.repeats)
                 row = {"workload": name, "N": n, "B": b, "neighbour": "busy" if neighbour else "none",
                        "one_thread_s": one.median, "all_cores_s": every.median, "ratio": one.median / every.median,
-                       "cores": cores, "note": "ratio > 1: all cores faster"}
+                       "cores": cores, "auto": auto, "auto_s": one.median if auto == 1 else every.median,
+                       "note": "ratio > 1: all cores faster"}
                 case.rows.append(row)
                 log(f"{name} N={n} neighbour={row['neighbour']}: 1 thread {one.median * 1e3:.1f} ms, {cores} "
                     f"threads {every.median * 1e3:.1f} ms (×{row['ratio']:.2f})")
     policy = os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP threads spin while they wait)")
     case.notes.append("ratio = time with one thread / time with all cores (medians); the busy neighbour is "
                       "`python -c 'while True: pass'`, started before and killed after each pair. threads=auto "
-                      f"gives one thread below hopbench.threads.SMALL_PROBLEM. OMP_WAIT_POLICY: {policy} (set "
+                      "gives one thread below hopbench.threads.SMALL_PROBLEM, else the cores other processes leave "
+                      "idle (column auto: what it chose with the neighbour running; auto_s: that choice's time). "
+                      f"OMP_WAIT_POLICY: {policy} (set "
                       "OMP_WAIT_POLICY=PASSIVE in the environment to measure passive waits).")
     return case

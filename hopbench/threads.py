@@ -1,51 +1,53 @@
 """The thread budget: how many CPU threads torch, LAPACK and BLAS may use, set in one place.
 
-torch on CPU runs its intra-op work and MKL's LAPACK on OpenMP threads. Two facts decide how hopbench sets
-them (both measured on torch 2.13's CPU build, see ``tests/test_threads.py``):
+torch on CPU runs its intra-op work and MKL's LAPACK on OpenMP threads. Three facts decide how hopbench sets
+them (measured on torch 2.13's CPU build, see ``tests/test_threads.py`` and ``make bench``):
 
 - ``torch.set_num_threads(n)`` with n ≥ 2 leaves MKL in a state where a later batched
   ``torch.linalg.solve_ex`` (N ≥ ~200) fails with "Pivots given to lu_solve …" or hangs. hopbench never calls
   it. The budget is set through threadpoolctl instead (``omp_set_num_threads`` for torch and MKL, the BLAS
   library's own call for numpy/scipy), which does not touch MKL's state.
-- OpenMP threads spin-wait for work. On small problems (N of a few hundred) a second thread gains nothing,
-  and on cores shared with another process the spinning slows a job down many times. ``auto`` gives
-  problems below :data:`SMALL_PROBLEM` neurons one thread (``make bench``, threads case, numbers there).
+- On tiny problems a second thread only waits: below :data:`SMALL_PROBLEM` neurons the solver always runs on
+  one thread (:func:`solver_budget`).
+- Whether more threads pay above that depends on what else runs on the cores. A retrieval batch (``integrate``,
+  256 cues, α = 0.05, medians of 5, ``OMP_WAIT_POLICY=PASSIVE``) on the 2-core development machine, one thread
+  against two:
 
-A job sets its budget once (:func:`job_budget`); a launcher running several jobs on one machine passes
-``threads=k`` so that jobs × threads ≤ cores. :func:`map_chunks` is the one place that runs work on several
-Python threads (a batch of LAPACK calls split over the budget, each worker single-threaded).
+  ========  =====  =====  =====  =====  =====
+  N         128    256    384    512    768
+  idle      1.33×  1.54×  1.79×  1.76×  1.93×   (two threads faster)
+  busy      0.67×  0.83×  0.86×  0.52×  0.64×   (next to ``while True: pass``: two threads slower)
+  ========  =====  =====  =====  =====  =====
+
+  So ``threads=auto`` (:func:`choose`) gives a job the cores that other processes leave idle, measured once
+  from ``/proc/stat`` (:func:`idle_cores`), and one thread where they leave less than one.
+
+A job sets its budget once (:func:`job_budget`); a launcher running several jobs on one machine passes its
+share so that jobs × threads ≤ cores. :func:`map_chunks` is the one place that runs work on several Python
+threads (a batch of LAPACK calls split over the budget, each worker single-threaded).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 
 import torch
 from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
-__all__ = ["SMALL_PROBLEM", "available_cores", "budget", "choose", "job_budget", "map_chunks"]
+__all__ = ["SMALL_PROBLEM", "available_cores", "budget", "choose", "idle_cores", "job_budget", "map_chunks",
+           "solver_budget"]
 
-#: ``threads=auto`` gives one thread to problems with fewer neurons than this. Measured by ``make bench``
-#: (threads case) on the 2-core development machine, shared with other jobs throughout (its CPU 80–100 % busy
-#: before each measurement), one thread against two, medians of 3:
-#:
-#: - a retrieval batch (``integrate``, 256 cues, α = 0.05): two threads slower at every N from 32 to 1024,
-#:   1.6–270× with OpenMP's default (spinning) waits: 1.1 s vs 7.1 s at N = 1024, 0.28 s vs 8.1 s at 512, 0.17 s
-#:   vs 1.1 s at 384, next to a busy process 2.4 s vs 23.8 s at 1024; with ``OMP_WAIT_POLICY=PASSIVE`` set
-#:   before torch is imported the collapse goes but two threads still lose (×0.73 at N = 128, ×0.92 at 512,
-#:   ×0.82 at 1024);
-#: - a batch of ``eigvalsh`` (split over Python threads, no OpenMP spinning): two threads 1.0–1.6× faster from
-#:   N = 64 (×1.5 at N = 1024).
-#:
-#: No size up to 1024 gains overall, so auto keeps one thread up to there; the bound sits beyond the measured
-#: range, where a retrieval step's (B, N)·(N, N) products are large enough to share. Re-measure on the machine
-#: that runs the jobs (``python bench/run.py --only threads``).
-SMALL_PROBLEM = 2048
+#: the solver runs problems with fewer neurons than this on one thread, and ``threads=auto`` gives them one
+SMALL_PROBLEM = 128
+IDLE_SAMPLE_S = 0.1  # how long idle_cores samples /proc/stat
+IDLE_REUSE_S = 30.0  # ... and for how long a measurement is reused
+_idle_seen: tuple[float, float] | None = None  # (monotonic time, idle cores)
 
 
 @cache
@@ -61,11 +63,48 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have been busy since boot (/proc/stat), None where it cannot be read."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cores() -> float:
+    """Cores of this process's share that other processes leave idle: the machine's busy time over
+    ``IDLE_SAMPLE_S`` minus this process's own, reused for ``IDLE_REUSE_S``; every core where /proc/stat is
+    absent."""
+    global _idle_seen
+    now = time.monotonic()
+    if _idle_seen is not None and now - _idle_seen[0] < IDLE_REUSE_S:
+        return _idle_seen[1]
+    before, own_before, start = _busy_seconds(), sum(os.times()[:2]), time.monotonic()
+    if before is None:
+        return float(available_cores())
+    time.sleep(IDLE_SAMPLE_S)
+    after, own_after, elapsed = _busy_seconds(), sum(os.times()[:2]), time.monotonic() - start
+    others = max(0.0, ((after or before) - before) - (own_after - own_before)) / elapsed
+    _idle_seen = (time.monotonic(), max(0.0, available_cores() - others))
+    return _idle_seen[1]
+
+
 def choose(setting: int | str, n_neurons: int) -> int:
-    """The number of threads for ``setting`` (a positive int, or ``auto``) and a problem of ``n_neurons``."""
+    """The number of threads for ``setting`` (a positive int, or ``auto``) and a problem of ``n_neurons``: auto
+    gives one thread below :data:`SMALL_PROBLEM`, else the idle cores (at least one, rounded from 0.75 up)."""
     if setting == "auto":
-        return 1 if n_neurons < SMALL_PROBLEM else available_cores()
+        if n_neurons < SMALL_PROBLEM:
+            return 1
+        return max(1, min(available_cores(), int(idle_cores() + 0.25)))
     return int(setting)
+
+
+def solver_budget(n_neurons: int) -> AbstractContextManager:
+    """One thread for the solver's many tiny operations below :data:`SMALL_PROBLEM`, else the job's budget."""
+    return job_budget(1) if n_neurons < SMALL_PROBLEM else nullcontext(budget())
 
 
 def budget() -> int:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -69,10 +70,33 @@ def test_job_budget_sets_and_restores_the_thread_count() -> None:
     assert threads.budget() == before
 
 
-def test_auto_gives_small_problems_one_thread() -> None:
+def test_auto_gives_small_problems_one_thread_and_larger_ones_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)
     assert threads.choose("auto", threads.SMALL_PROBLEM - 1) == 1
-    assert threads.choose("auto", threads.SMALL_PROBLEM) == threads.available_cores()
+    assert threads.choose("auto", threads.SMALL_PROBLEM) == 8
+    monkeypatch.setattr(threads, "idle_cores", lambda: 2.8)  # other processes keep 5.2 cores busy
+    assert threads.choose("auto", 4096) == 3
+    monkeypatch.setattr(threads, "idle_cores", lambda: 0.6)  # less than one core left: one thread
+    assert threads.choose("auto", 4096) == 1
     assert threads.choose(3, 10) == 3
+
+
+def test_idle_cores_sees_a_busy_neighbour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process spinning on one core leaves at most cores − ½ idle (measured afresh, not from the cache); this
+    process's own work does not count as another's."""
+    if threads._busy_seconds() is None:
+        pytest.skip("no /proc/stat on this system: idle_cores assumes every core is idle")
+    monkeypatch.setattr(threads, "_idle_seen", None)
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = threads.idle_cores()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert busy <= threads.available_cores() - 0.5
+    assert threads.idle_cores() == busy  # reused within IDLE_REUSE_S
 
 
 def _hopbench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

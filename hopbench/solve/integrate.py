@@ -9,9 +9,9 @@ and the error norm is the largest per-trajectory RMS, so each trajectory gets th
 the batch holds. With either, whatever is still active at t_max ends as ``max_time``: every trajectory ends with
 exactly one status, and nothing is dropped.
 
-Small problems run single-threaded (``hopbench.threads.choose("auto", N)``, never more threads than the job's
-budget): the solver's many tiny tensor operations gain nothing from a second thread, and next to a busy process
-spinning OpenMP threads slow them down tens of times.
+Small problems (N below ``hopbench.threads.SMALL_PROBLEM``) run single-threaded
+(:func:`hopbench.threads.solver_budget`): the solver's many tiny tensor operations gain nothing from a second
+thread; larger ones use the job's budget.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hopbench.core.models import Model
 from hopbench.solve.endings import ACTIVE, Endings, Watch
 from hopbench.solve.runge_kutta import integrate_rows
 from hopbench.solve.trajectories import MAX_TIME, EnergyTrace, SolverConfig, Trajectories
-from hopbench.threads import budget, choose, job_budget
+from hopbench.threads import solver_budget
 
 __all__ = ["integrate"]
 
@@ -78,7 +78,7 @@ def integrate(model: Model, x0: Tensor, config: SolverConfig | None = None, *,
     With ``config.row_wise`` (the default for dopri5, bosh3 and ros34pw2) the batch goes to
     :func:`hopbench.solve.runge_kutta.integrate_rows`: a step size per trajectory, rows leaving at once."""
     cfg = config or SolverConfig()
-    with job_budget(min(budget(), choose("auto", x0.shape[-1]))):
+    with solver_budget(x0.shape[-1]):
         if cfg.row_wise:
             return integrate_rows(model, x0, cfg, record_energy)
         return _integrate_windows(model, x0, cfg, record_energy)

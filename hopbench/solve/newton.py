@@ -10,7 +10,7 @@ from torch import Tensor
 
 from hopbench.chunks import matrix_chunks
 from hopbench.core.models import Model
-from hopbench.threads import budget, choose, job_budget
+from hopbench.threads import solver_budget
 
 __all__ = ["Finished", "Polished", "finish", "polish"]
 
@@ -32,7 +32,7 @@ def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10)
     decreases. The residual, not ẋ = R r, is solved, so a singular R cannot fake a fixed point. Rows are
     independent; they are taken in ``matrix_chunks`` so the (B, N, N) Jacobians stay bounded.
     """
-    with job_budget(min(budget(), choose("auto", x.shape[-1]))):  # as integrate: small problems on one thread
+    with solver_budget(x.shape[-1]):
         parts = [_polish_chunk(model, chunk, iterations, tol) for chunk in matrix_chunks(x)]
     return Polished(*(torch.cat(fields) for fields in zip(*((p.x, p.residual, p.converged, p.shift) for p in parts),
                                                           strict=True)))
