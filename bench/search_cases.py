@@ -35,7 +35,7 @@ from hopbench.app.compose import compose
 from hopbench.core.data import Flip
 from hopbench.core.system import System
 from hopbench.solve import SolverConfig, integrate
-from hopbench.threads import SMALL_PROBLEM, available_cores, choose, job_budget
+from hopbench.threads import JOB_THREADS_FROM, available_cores, choose, job_budget
 
 __all__ = ["capacity_case", "extremal_case", "threads_case"]
 
@@ -213,8 +213,8 @@ def _workloads(n: int, device: torch.device) -> dict[str, tuple[int, Callable[[]
 def threads_case(s: Settings) -> CaseResult:
     sizes = (32, 128, 256) if s.quick else (32, 128, 256, 512, 1024)
     cores = available_cores()
-    case = CaseResult("threads", f"7. Threads: one thread vs all {cores} cores (threads=auto below "
-                                 f"SMALL_PROBLEM = {SMALL_PROBLEM})", THREADS_COLUMNS)
+    case = CaseResult("threads", f"7. Threads: one thread vs all {cores} cores (threads=auto: one thread for "
+                                 f"a job below N = {JOB_THREADS_FROM})", THREADS_COLUMNS)
     if s.device.type != "cpu" or cores < 2:
         case.notes.append(f"skipped: needs a CPU device and ≥ 2 cores (device {s.device}, {cores} cores)")
         return case
@@ -238,8 +238,8 @@ def threads_case(s: Settings) -> CaseResult:
     policy = os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP threads spin while they wait)")
     case.notes.append("ratio = time with one thread / time with all cores (medians); the busy neighbour is "
                       "`python -c 'while True: pass'`, started before and killed after each pair. threads=auto "
-                      "gives one thread below hopbench.threads.SMALL_PROBLEM, else the cores other processes leave "
-                      "idle (column auto: what it chose with the neighbour running; auto_s: that choice's time). "
+                      "gives a job one thread below hopbench.threads.JOB_THREADS_FROM, else the cores other processes "
+                      "leave idle (column auto: what it chose with the neighbour running; auto_s: that choice's time). "
                       f"OMP_WAIT_POLICY: {policy} (set "
                       "OMP_WAIT_POLICY=PASSIVE in the environment to measure passive waits).")
     return case

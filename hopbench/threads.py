@@ -19,8 +19,13 @@ them (measured on torch 2.13's CPU build, see ``tests/test_threads.py`` and ``ma
   busy      0.67×  0.83×  0.86×  0.52×  0.64×   (next to ``while True: pass``: two threads slower)
   ========  =====  =====  =====  =====  =====
 
-  So ``threads=auto`` (:func:`choose`) gives a job the cores that other processes leave idle, measured once
-  from ``/proc/stat`` (:func:`idle_cores`), and one thread where they leave less than one.
+  A whole job is another matter: besides its large batches it runs many small operations (stability at a few
+  points, Newton on a few rows, short Lyapunov batches), and there two threads lose even on an idle machine:
+  ``hopbench -m seed=0,...,5 n_neurons=300 load=0.1`` took 51 s with two threads against 28 s with one
+  (system time 24 s against 7 s). So ``threads=auto`` (:func:`choose`) gives a job one thread below
+  :data:`JOB_THREADS_FROM` neurons, and above it the cores that other processes leave idle, measured from
+  ``/proc/stat`` (:func:`idle_cores`). Outside a job (the Python API, ``make bench``) the solver uses the
+  caller's budget above :data:`SMALL_PROBLEM`.
 
 A job sets its budget once (:func:`job_budget`); a launcher running several jobs on one machine passes its
 share so that jobs × threads ≤ cores. :func:`map_chunks` is the one place that runs work on several Python
@@ -40,11 +45,14 @@ import torch
 from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
-__all__ = ["SMALL_PROBLEM", "available_cores", "budget", "choose", "idle_cores", "job_budget", "map_chunks",
-           "solver_budget"]
+__all__ = ["JOB_THREADS_FROM", "SMALL_PROBLEM", "available_cores", "budget", "choose", "idle_cores", "job_budget",
+           "map_chunks", "solver_budget"]
 
-#: the solver runs problems with fewer neurons than this on one thread, and ``threads=auto`` gives them one
+#: the solver runs problems with fewer neurons than this on one thread, whatever the budget
 SMALL_PROBLEM = 128
+#: ``threads=auto`` gives a job with fewer neurons than this one thread (a whole job, measured above: two threads
+#: lose at N = 300; the bound sits beyond the measured range, re-measure on the machine that runs the jobs)
+JOB_THREADS_FROM = 2048
 IDLE_SAMPLE_S = 0.1  # how long idle_cores samples /proc/stat
 IDLE_REUSE_S = 30.0  # ... and for how long a measurement is reused
 _idle_seen: tuple[float, float] | None = None  # (monotonic time, idle cores)
@@ -93,10 +101,10 @@ def idle_cores() -> float:
 
 
 def choose(setting: int | str, n_neurons: int) -> int:
-    """The number of threads for ``setting`` (a positive int, or ``auto``) and a problem of ``n_neurons``: auto
-    gives one thread below :data:`SMALL_PROBLEM`, else the idle cores (at least one, rounded from 0.75 up)."""
+    """The number of threads for ``setting`` (a positive int, or ``auto``) and a job of ``n_neurons``: auto gives
+    one thread below :data:`JOB_THREADS_FROM`, else the idle cores (at least one, rounded from 0.75 up)."""
     if setting == "auto":
-        if n_neurons < SMALL_PROBLEM:
+        if n_neurons < JOB_THREADS_FROM:
             return 1
         return max(1, min(available_cores(), int(idle_cores() + 0.25)))
     return int(setting)

@@ -138,7 +138,7 @@ def test_threads_auto_takes_the_share_and_a_number_is_kept(monkeypatch: pytest.M
 
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
     monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)  # an idle machine
-    big = job_from_config(compose_hydra(["logger=none", f"n_neurons={threads.SMALL_PROBLEM}"]))
+    big = job_from_config(compose_hydra(["logger=none", f"n_neurons={threads.JOB_THREADS_FROM}"]))
     assert big.threads == 8  # auto: every idle core for a large problem ...
     assert runner.job_threads(big, "auto", OmegaConf.create({"n_jobs": 4})) == 2  # ... but 4 jobs × 2 ≤ 8 cores
     assert runner.job_threads(big, "auto", OmegaConf.create({})) == 8

@@ -73,8 +73,8 @@ def test_job_budget_sets_and_restores_the_thread_count() -> None:
 def test_auto_gives_small_problems_one_thread_and_larger_ones_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
     monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)
-    assert threads.choose("auto", threads.SMALL_PROBLEM - 1) == 1
-    assert threads.choose("auto", threads.SMALL_PROBLEM) == 8
+    assert threads.choose("auto", threads.JOB_THREADS_FROM - 1) == 1
+    assert threads.choose("auto", threads.JOB_THREADS_FROM) == 8
     monkeypatch.setattr(threads, "idle_cores", lambda: 2.8)  # other processes keep 5.2 cores busy
     assert threads.choose("auto", 4096) == 3
     monkeypatch.setattr(threads, "idle_cores", lambda: 0.6)  # less than one core left: one thread
