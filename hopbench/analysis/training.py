@@ -53,7 +53,7 @@ from torch import Tensor
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torchdiffeq import odeint, odeint_adjoint
 
-from hopbench.analysis.end_states import cosine
+from hopbench.analysis.metrics import retrieve
 from hopbench.core.activations import Lagrangian
 from hopbench.core.data import Corruption, PatternSet
 from hopbench.core.models import Model
@@ -61,7 +61,7 @@ from hopbench.core.network import Network
 from hopbench.core.system import System, generator
 from hopbench.errors import ConfigError, choice, flag, number
 from hopbench.registry import Registry
-from hopbench.solve import SolverConfig, integrate
+from hopbench.solve import CONVERGED, SolverConfig
 from hopbench.solve.trajectories import FIXED_METHODS
 
 __all__ = ["LOSSES", "OBJECTIVES", "STOP_REASONS", "TrainConfig", "TrainResult", "TrainingProblem", "data_loss",
@@ -254,25 +254,25 @@ def denoise_loss(problem: TrainingProblem, net: Network) -> dict[str, Tensor]:
 
 
 class _Validation:
-    """Held-out cues (their own random stream), integrated to a steady state by the benchmark's solver."""
+    """Held-out cues (their own random stream), retrieved as :func:`hopbench.analysis.metrics.retrieve` does, by
+    the benchmark's solver."""
 
     def __init__(self, problem: TrainingProblem, solver: SolverConfig, threshold: float) -> None:
         system, n = problem.system, problem.cfg.val_cues_per_pattern
         self.problem, self.solver, self.threshold = problem, solver, threshold
+        self.index = torch.arange(system.data.n_patterns).repeat(n)
         self.targets = problem.patterns.repeat(n, 1)
-        cues = problem.cue.apply(system.data.patterns.double().repeat(n, 1), system.data.kind,
-                                 generator(system.seed, "validation cues"))
-        self.cues = cues.to(device=self.targets.device, dtype=self.targets.dtype)
+        self.cues = problem.cue.apply(system.data.patterns.double().repeat(n, 1), system.data.kind,
+                                      generator(system.seed, "validation cues"))
 
     @torch.no_grad()
     def __call__(self, net: Network) -> dict[str, float]:
-        model = Model(self.problem.system.model.spec, net)
-        traj = integrate(model, model.initial_state(self.cues), self.solver)
-        overlap = cosine(model.readout(traj.x).double(), self.targets.double())
-        success = torch.isfinite(overlap) & (overlap >= self.threshold)
-        loss = float(self.problem.loss(model.preactivation(traj.x), self.targets))
-        return {"val_accuracy": float(success.double().mean()), "val_loss": loss if math.isfinite(loss) else math.inf,
-                "val_converged": float((traj.status == 0).double().mean())}
+        system = _system_on(self.problem.system, net)
+        traj, outcome = retrieve(system, system.model, self.index, self.cues, self.solver, threshold=self.threshold)
+        loss = float(self.problem.loss(system.model.preactivation(traj.x), self.targets))
+        return {"val_accuracy": float(outcome["success"].double().mean()),
+                "val_loss": loss if math.isfinite(loss) else math.inf,
+                "val_converged": float((traj.status == CONVERGED).double().mean())}
 
 
 def _better(row: dict, best: dict | None, cfg: TrainConfig) -> bool:
