@@ -212,3 +212,20 @@ def test_an_empty_batch_analyses_to_empty_results() -> None:
         table = stability.analyse(model, torch.zeros(0, 10, dtype=F64, device=DEVICE))
         assert all(v.shape[0] == 0 for v in table.values() if isinstance(v, torch.Tensor))
         assert polish(model, torch.zeros(0, 10, dtype=F64, device=DEVICE)).x.shape == (0, 10)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_polish_leaves_non_finite_rows_unconverged_and_polishes_the_others(bad: float) -> None:
+    """A diverged state (NaN or ±inf in it) is never a fixed point and does not stop the batch: the finite rows
+    are polished as they would be alone."""
+    net, X = hebbian_net(3, 10, "tanh", {"beta": 2.0})
+    for model in (build_model("original", net), build_model("modified", net)):
+        start = model.initial_state(flipped(X, 0.1, seed=2))
+        alone = polish(model, start)
+        mixed = start.clone()
+        mixed[1, 4] = bad
+        out = polish(model, mixed)
+        assert not bool(out.converged[1])
+        keep = torch.tensor([0, 2], device=start.device)
+        torch.testing.assert_close(out.x[keep], alone.x[keep], rtol=0, atol=1e-12)
+        assert bool(out.converged[keep].all()) and bool(alone.converged.all())

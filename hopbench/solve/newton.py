@@ -46,7 +46,7 @@ def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polis
     with torch.no_grad():
         r = model.residual(x)
         rn = r.abs().amax(-1)
-        stuck = torch.zeros_like(rn, dtype=torch.bool)
+        stuck = ~torch.isfinite(rn) | ~torch.isfinite(x).all(-1)  # nothing to polish: never a fixed point
         for _ in range(iterations):
             done = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
             rows = (~done & ~stuck).nonzero().squeeze(-1)
@@ -57,8 +57,11 @@ def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polis
             delta, info = torch.linalg.solve_ex(J, -ra.unsqueeze(-1))
             delta = delta.squeeze(-1)
             singular = (info != 0) | ~torch.isfinite(delta).all(-1)
+            broken = ~torch.isfinite(J).all(-1).all(-1)  # an overflowing Jacobian: no step to take
+            singular &= ~broken
             if bool(singular.any()):
                 delta[singular] = (torch.linalg.pinv(J[singular]) @ -ra[singular].unsqueeze(-1)).squeeze(-1)
+            delta[broken] = 0.0
             step = torch.ones_like(rna)
             accepted = torch.zeros_like(rna, dtype=torch.bool)
             for _ in range(30):
@@ -73,7 +76,7 @@ def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polis
                 step = torch.where(accepted, step, step / 2)
             x[rows], r[rows], rn[rows] = xa, ra, rna
             stuck[rows] = ~accepted
-    converged = rn <= tol * x.abs().amax(-1).clamp_min(1.0)
+    converged = torch.isfinite(x).all(-1) & (rn <= tol * x.abs().amax(-1).clamp_min(1.0))
     return Polished(x, rn, converged, (x - x0).abs().amax(-1))
 
 
