@@ -3,10 +3,13 @@
 torch on CPU runs its intra-op work and MKL's LAPACK on OpenMP threads. Three facts decide how hopbench sets
 them (measured on torch 2.13's CPU build, see ``tests/test_threads.py`` and ``make bench``):
 
-- ``torch.set_num_threads(n)`` with n ≥ 2 leaves MKL in a state where a later batched
-  ``torch.linalg.solve_ex`` (N ≥ ~200) fails with "Pivots given to lu_solve …" or hangs. hopbench never calls
-  it. The budget is set through threadpoolctl instead (``omp_set_num_threads`` for torch and MKL, the BLAS
-  library's own call for numpy/scipy), which does not touch MKL's state.
+- ``torch.set_num_threads(n)`` with n ≥ 2 leaves MKL in a state where a later batched LU factorisation
+  (``torch.linalg.lu_factor``, ``solve``, ``inv``; matrices of ~150 rows and more) returns garbage pivots, fails
+  with "Pivots given to lu_solve …" or hangs (a torch bug, pytorch/pytorch#142815; a later
+  ``omp_set_num_threads(1)`` does not undo it). hopbench never calls it: the budget is set through threadpoolctl
+  instead (``omp_set_num_threads`` for torch and MKL, the BLAS library's own call for numpy/scipy), which does
+  not touch MKL's state. Since a user's script may call it, hopbench's batched LU goes through
+  :func:`lu_factor`, which factorises large CPU matrices one at a time (unaffected).
 - On tiny problems a second thread only waits: below :data:`SMALL_PROBLEM` neurons the solver always runs on
   one thread (:func:`solver_budget`).
 - Whether more threads pay above that depends on what else runs on the cores. A retrieval batch (``integrate``,
@@ -45,14 +48,17 @@ import torch
 from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
-__all__ = ["JOB_THREADS_FROM", "SMALL_PROBLEM", "available_cores", "budget", "choose", "idle_cores", "job_budget",
-           "map_chunks", "solver_budget"]
+__all__ = ["JOB_THREADS_FROM", "LU_ONE_AT_A_TIME_FROM", "SMALL_PROBLEM", "available_cores", "budget", "choose",
+           "idle_cores", "job_budget", "lu_factor", "map_chunks", "solver_budget"]
 
 #: the solver runs problems with fewer neurons than this on one thread, whatever the budget
 SMALL_PROBLEM = 128
 #: ``threads=auto`` gives a job with fewer neurons than this one thread (a whole job, measured above: two threads
 #: lose at N = 300; the bound sits beyond the measured range, re-measure on the machine that runs the jobs)
 JOB_THREADS_FROM = 2048
+#: CPU matrices of this many rows and more are LU-factorised one at a time (a batched call breaks from ~150 rows
+#: after ``torch.set_num_threads``; below, a loop would only add per-call overhead)
+LU_ONE_AT_A_TIME_FROM = 96
 IDLE_SAMPLE_S = 0.1  # how long idle_cores samples /proc/stat
 IDLE_REUSE_S = 30.0  # ... and for how long a measurement is reused
 _idle_seen: tuple[float, float] | None = None  # (monotonic time, idle cores)
@@ -125,6 +131,17 @@ def job_budget(threads: int) -> Iterator[int]:
     """Run the block with ``threads`` OpenMP (torch, MKL) and BLAS threads; restored afterwards."""
     with _controller().limit(limits=threads):
         yield threads
+
+
+def lu_factor(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.linalg.lu_factor_ex(A)`` for a batch A (..., n, n): (LU, pivots, info), correct whatever the caller
+    did to torch's threads. On the CPU, matrices with n ≥ :data:`LU_ONE_AT_A_TIME_FROM` are factorised one per
+    call (each may still use LAPACK's own threads), which the batched LU bug of the module notes does not reach."""
+    if A.device.type != "cpu" or A.dim() < 3 or A.shape[-1] < LU_ONE_AT_A_TIME_FROM or A.shape[:-2].numel() < 2:
+        return torch.linalg.lu_factor_ex(A)
+    parts = [torch.linalg.lu_factor_ex(matrix) for matrix in A.reshape(-1, *A.shape[-2:])]
+    LU, pivots, info = (torch.stack(field) for field in zip(*parts, strict=True))
+    return LU.reshape(A.shape), pivots.reshape(A.shape[:-1]), info.reshape(A.shape[:-2])
 
 
 def map_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, *, min_chunk: int = 2) -> Tensor:

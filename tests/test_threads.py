@@ -125,3 +125,33 @@ def test_two_job_sweep_at_n300_in_fresh_processes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     statuses = [json.loads(p.read_text())["status"] for p in sorted(out.rglob("results.json"))]
     assert statuses == ["ok", "ok"]
+
+
+def test_batched_lu_is_right_after_the_caller_sets_torch_threads() -> None:
+    """A user's script may call torch.set_num_threads(2), which breaks torch's batched LU from ~150 rows (garbage
+    pivots, a crash or a hang). hopbench's LU (``threads.lu_factor``), its Newton polish (one LU per row) and the
+    Rosenbrock step stay exact: checked against the one-matrix factorisation and a residual."""
+    result = _python("""
+        import torch
+        from hopbench import threads
+        torch.set_num_threads(1)
+        torch.set_num_threads(2)
+        gen = torch.Generator().manual_seed(0)
+        A = torch.randn(6, 200, 200, generator=gen, dtype=torch.float64)
+        LU, pivots, info = threads.lu_factor(A)
+        for i in range(6):
+            one = torch.linalg.lu_factor_ex(A[i])
+            assert torch.equal(pivots[i], one.pivots) and torch.equal(LU[i], one.LU), i
+        rhs = torch.randn(6, 200, 1, generator=gen, dtype=torch.float64)
+        x = torch.linalg.lu_solve(LU, pivots, rhs)
+        assert int(info.abs().sum()) == 0 and float((A @ x - rhs).abs().max()) < 1e-8
+        from hopbench import compose
+        from hopbench.solve import polish
+        system = compose(n_neurons=200, load=0.05, weights="hebbian", activation="tanh", dtype="float64")
+        model = system.model
+        out = polish(model, model.initial_state(system.data.patterns[:4]))
+        assert bool(out.converged.all()), out.residual
+        print("ok")
+    """, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

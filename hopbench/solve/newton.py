@@ -10,7 +10,7 @@ from torch import Tensor
 
 from hopbench.chunks import matrix_chunks
 from hopbench.core.models import Model
-from hopbench.threads import solver_budget
+from hopbench.threads import lu_factor, solver_budget
 
 __all__ = ["Finished", "Polished", "finish", "polish"]
 
@@ -54,8 +54,8 @@ def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polis
                 break
             xa, ra, rna = x[rows], r[rows], rn[rows]
             J = model.residual_jacobian(xa)
-            delta, info = torch.linalg.solve_ex(J, -ra.unsqueeze(-1))
-            delta = delta.squeeze(-1)
+            LU, pivots, info = lu_factor(J)
+            delta = torch.linalg.lu_solve(LU, pivots, -ra.unsqueeze(-1)).squeeze(-1)
             singular = (info != 0) | ~torch.isfinite(delta).all(-1)
             broken = ~torch.isfinite(J).all(-1).all(-1)  # an overflowing Jacobian: no step to take
             singular &= ~broken
@@ -135,7 +135,7 @@ def _chord(model: Model, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     at most CHORD_RATE of the previous one (the chord iteration), refactorised at the current iterate when not,
     at most FACTORISATIONS times per row. Evaluations count residuals and Jacobians."""
     def factor(points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return torch.linalg.lu_factor_ex(model.residual_jacobian(points))
+        return lu_factor(model.residual_jacobian(points))
 
     LU, pivots, info = factor(x)
     going = info == 0

@@ -34,6 +34,7 @@ from torch import Tensor
 from hopbench.core.models import Model
 from hopbench.solve.endings import ACTIVE, Endings, Watch
 from hopbench.solve.trajectories import DIVERGED, MAX_TIME, EnergyTrace, SolverConfig, Trajectories
+from hopbench.threads import lu_factor
 
 __all__ = ["ROSENBROCK", "STIFF_STEPS", "TABLEAUS", "Rosenbrock", "Tableau", "integrate_rows"]
 
@@ -151,7 +152,7 @@ def _rosenbrock_step(tab: Rosenbrock, model: Model, y: Tensor, f: Tensor,
     A = model.jacobian(y)
     M = -tab.gamma * h.unsqueeze(-1) * A
     M.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    LU, pivots, info = torch.linalg.lu_factor_ex(M)
+    LU, pivots, info = lu_factor(M)
 
     def solve(rhs: Tensor) -> Tensor:
         return torch.linalg.lu_solve(LU, pivots, rhs.unsqueeze(-1)).squeeze(-1)
