@@ -139,8 +139,14 @@ def lu_factor(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     call (each may still use LAPACK's own threads), which the batched LU bug of the module notes does not reach."""
     if A.device.type != "cpu" or A.dim() < 3 or A.shape[-1] < LU_ONE_AT_A_TIME_FROM or A.shape[:-2].numel() < 2:
         return torch.linalg.lu_factor_ex(A)
-    parts = [torch.linalg.lu_factor_ex(matrix) for matrix in A.reshape(-1, *A.shape[-2:])]
-    LU, pivots, info = (torch.stack(field) for field in zip(*parts, strict=True))
+    flat = A.reshape(-1, *A.shape[-2:])
+    b, n = flat.shape[0], flat.shape[-1]
+    # LAPACK's column-major layout, as the batched call returns it: lu_solve takes it without a copy
+    LU = torch.empty(b, n, n, dtype=A.dtype).mT
+    pivots = torch.empty(b, n, dtype=torch.int32)
+    info = torch.empty(b, dtype=torch.int32)
+    for i in range(b):
+        torch.linalg.lu_factor_ex(flat[i], out=(LU[i], pivots[i], info[i]))
     return LU.reshape(A.shape), pivots.reshape(A.shape[:-1]), info.reshape(A.shape[:-2])
 
 

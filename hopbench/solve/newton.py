@@ -56,12 +56,12 @@ def _polish_chunk(model: Model, x: Tensor, iterations: int, tol: float) -> Polis
             J = model.residual_jacobian(xa)
             LU, pivots, info = lu_factor(J)
             delta = torch.linalg.lu_solve(LU, pivots, -ra.unsqueeze(-1)).squeeze(-1)
-            singular = (info != 0) | ~torch.isfinite(delta).all(-1)
-            broken = ~torch.isfinite(J).all(-1).all(-1)  # an overflowing Jacobian: no step to take
-            singular &= ~broken
-            if bool(singular.any()):
-                delta[singular] = (torch.linalg.pinv(J[singular]) @ -ra[singular].unsqueeze(-1)).squeeze(-1)
-            delta[broken] = 0.0
+            singular = ((info != 0) | ~torch.isfinite(delta).all(-1)).nonzero().squeeze(-1)
+            if singular.numel():
+                Js = J[singular]
+                finite = torch.isfinite(Js).all(-1).all(-1)  # an overflowing Jacobian: no step to take
+                delta[singular] = torch.where(finite.unsqueeze(-1), (torch.linalg.pinv(
+                    torch.where(finite[:, None, None], Js, 0.0)) @ -ra[singular].unsqueeze(-1)).squeeze(-1), 0.0)
             step = torch.ones_like(rna)
             accepted = torch.zeros_like(rna, dtype=torch.bool)
             for _ in range(30):
