@@ -86,6 +86,10 @@ def test_degenerate_run_warns_in_results(tmp_path: Path) -> None:
     assert warnings_for(synthetic) == [
         "m: 5 of 5 cue trajectories never reached a steady state (5 diverged); its metrics describe where they "
         "stopped, not attractors", "m: no capacity_alpha (why)"]
+    synthetic["metrics"]["status_counts"] = {"converged": 1, "max_time": 3, "stalled": 1}
+    assert warnings_for(synthetic)[0] == (
+        "m: 4 of 5 cue trajectories never reached a steady state (3 max_time, 1 stalled); its metrics describe "
+        "where they stopped, not attractors; a larger solver.t_max lets the max_time ones settle or stall")
 
 
 def test_critical_load_task_reports_alpha_s(tmp_path: Path) -> None:
