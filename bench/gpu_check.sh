@@ -4,12 +4,13 @@
 # with device=cuda, all within 10 minutes (each step has a timeout taken from what is left), then
 # bench/RESULTS_cuda.md: a table of the steps, the benchmark's tables and the reproductions' verdicts.
 #
-# No network is needed or used: the virtual environment ($VENV, default .venv) must already hold a CUDA
-# build of torch (on a machine with network: `.venv/bin/pip install --index-url
-# https://download.pytorch.org/whl/<cuda tag> torch==<version>`; the default `make install` puts a CPU build
-# there). The check stops at once, with that advice, when the venv's torch sees no GPU.
+# No network is needed or used. The Python: $VENV/bin/python (default .venv) where that exists and its torch sees
+# a GPU, else the machine's python3 (a GPU image's, with a CUDA torch). The packages that Python lacks come as
+# wheels in .whl/ (made beforehand, where pip works, by `bash bench/gpu_wheels.sh`) and are installed into
+# /tmp/hopbench-site first. The check stops at once, with advice, when torch sees no GPU.
 #
-#   bash bench/gpu_check.sh            # from the repository root (or anywhere: it finds the root itself)
+#   bash bench/gpu_wheels.sh           # beforehand, on a machine with the package index
+#   bash bench/gpu_check.sh            # on the GPU machine, from the repository root (or anywhere)
 #   TOTAL_SECONDS=900 bash bench/gpu_check.sh
 #
 # Logs: bench/results/gpu_check/*.log; reproductions go to bench/results/gpu_check/reproductions/ (the CPU
@@ -58,19 +59,30 @@ step() {
     tail -n 3 "$LOGS/$name.log"
 }
 
-if [ ! -x "$PY" ]; then
-    echo "gpu_check: no Python at $PY (set VENV=... or run make install)" >&2
+if ! { [ -x "$PY" ] && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2> /dev/null; }; then
+    PY=$(command -v python3 || true)
+fi
+if [ -z "$PY" ]; then
+    echo "gpu_check: no Python (set VENV=... or put a python3 with a CUDA torch on the PATH)" >&2
     exit 2
 fi
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/hopbench-site \
+        .whl/*.whl || exit 2
+    export PYTHONPATH="$PYTHONPATH:/tmp/hopbench-site"
+fi
+echo "gpu_check: $PY"
 if ! "$PY" - <<'EOF'
 import sys
 
-import torch
-
+try:
+    import torch
+except ImportError:
+    sys.exit(f"gpu_check: {sys.executable} has no torch; set VENV=... to a venv with a CUDA build of torch")
 if not torch.cuda.is_available():
-    sys.exit(f"gpu_check: torch {torch.__version__} in this venv sees no CUDA device (CUDA build: "
-             f"{torch.version.cuda or 'none'}). Install a CUDA build of torch into the venv on a machine with "
-             "network: <venv>/bin/pip install --index-url https://download.pytorch.org/whl/<cuda tag> torch==<version>")
+    sys.exit(f"gpu_check: torch {torch.__version__} at {sys.executable} sees no CUDA device (CUDA build: "
+             f"{torch.version.cuda or 'none'}). Run it where a CUDA torch and a GPU are, or install a CUDA build: "
+             "<venv>/bin/pip install --index-url https://download.pytorch.org/whl/<cuda tag> torch==<version>")
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}")
 EOF
 then
