@@ -20,4 +20,4 @@ for req in $(grep -v '^#' bench/gpu_wheels.txt | grep -v '^$'); do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         "${platforms[@]}" -d .whl "$req" 2> /dev/null || python3 -m pip wheel -q --no-deps -w .whl "$req"
 done
-echo "$(find .whl -name '*.whl' | wc -l) wheels, $(du -sh .whl | cut -f1) in .whl/"
+echo "$(find .whl -type f -name '*.whl' | wc -l) wheels, $(du -sh .whl | cut -f1) in .whl/"
