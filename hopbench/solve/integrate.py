@@ -165,8 +165,5 @@ def _integrate_windows(model: Model, x0: Tensor, cfg: SolverConfig, record_energ
                 traces.append((active, torch.full_like(xa[:, 0], t1), model.energy.value(xa)))
         active, watch = settle(active, xa, t1, spent / (t1 - t), watch)
         t, window = t1, window * cfg.window_growth
-    trace = None
-    if record_energy:
-        idx, tt, ee = (torch.cat(parts) for parts in zip(*traces, strict=True))
-        trace = EnergyTrace(idx, tt, ee, B)
+    trace = EnergyTrace.join(traces, B) if record_energy else None
     return Trajectories(x, status, t_end, nfe, speed, trace, notes, newton)

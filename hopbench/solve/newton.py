@@ -25,7 +25,11 @@ class Polished:
     shift: Tensor  # (B,) ‖x_polished − x_start‖∞
 
 
-def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = 1e-10) -> Polished:
+#: a fixed point: ‖r‖∞ ≤ FIXED_TOL·max(1, ‖x‖∞) (polish's default, the Newton finish's test)
+FIXED_TOL = 1e-10
+
+
+def polish(model: Model, x: Tensor, *, iterations: int = 30, tol: float = FIXED_TOL) -> Polished:
     """Batched damped Newton on the fixed-point residual r(x) = 0 (use a float64 model).
 
     Each step solves (∂r/∂x) δ = −r (pseudo-inverse where singular) and halves δ per row until ‖r‖
@@ -88,7 +92,6 @@ MIN_CONTRACTION = 1e-6
 CHORD_ITERATIONS = 40
 CHORD_RATE = 0.5  # each chord step must be at most this share of the previous one, else the Jacobian is renewed
 FACTORISATIONS = 3  # LU factorisations per row and attempt
-FIXED_TOL = 1e-10  # a fixed point: ‖r‖∞ ≤ FIXED_TOL·max(1, ‖x‖∞) (as polish)
 
 
 @dataclass

@@ -245,8 +245,5 @@ def integrate_rows(model: Model, x0: Tensor, cfg: SolverConfig, record_energy: b
         log.warning("%s took %d steps for %d trajectories (mean %.0f evaluations each): the system looks stiff; "
                     "solver=ros34pw2 integrates stiff systems in far fewer steps", cfg.method, steps, B,
                     float(nfe.double().mean()))
-    trace = None
-    if record_energy:
-        i, tt, ee = (torch.cat(parts) for parts in zip(*traces, strict=True))
-        trace = EnergyTrace(i, tt, ee, B)
+    trace = EnergyTrace.join(traces, B) if record_energy else None
     return Trajectories(x, status, t_end, nfe, speed, trace, notes, newton)

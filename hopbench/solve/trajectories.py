@@ -73,9 +73,6 @@ class SolverConfig:
         if self.tol < self.atol:
             raise ConfigError("solver.tol", self.tol, f"must be ≥ solver.atol={self.atol}: the integrator's "
                               "own error keeps ‖ẋ‖ above a tolerance finer than its accuracy")
-        for key in ("early_stall", "newton_finish"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"solver.{key}", getattr(self, key), "must be true or false")
         if self.backend not in BACKENDS:
             raise ConfigError("solver.backend", self.backend, "unknown backend", allowed=BACKENDS)
         if self.backend == "rows" and self.method not in ROW_METHODS:
@@ -105,6 +102,12 @@ class EnergyTrace:
     t: Tensor
     energy: Tensor
     n: int  # number of trajectories
+
+    @classmethod
+    def join(cls, parts: list[tuple[Tensor, Tensor, Tensor]], n: int) -> EnergyTrace:
+        """One trace from the (index, t, energy) pieces an integrator recorded, in order, for n trajectories."""
+        index, t, energy = (torch.cat(field) for field in zip(*parts, strict=True))
+        return cls(index, t, energy, n)
 
     def increases(self, rtol: float) -> Tensor:
         """Per trajectory (B,) whether E rose between consecutive steps by more than rtol·max(1, |E|)."""
