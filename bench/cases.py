@@ -389,7 +389,7 @@ def scaling_case(s: Settings) -> CaseResult:
     return case
 
 
-# 5. endings: Newton finish, stalls, stiff systems ------------------------------------------------------------
+# 8. endings: Newton finish, stalls, stiff systems ------------------------------------------------------------
 ENDINGS_COLUMNS = ["problem", "configuration", "N", "B", "wall_s", "min_s", "max_s", "speedup", "nfe_per_traj",
                    "fewer_evaluations", *STATUSES, "newton_rows", "peak_mib", "other_cpu", "note"]
 TAIL_LOAD = 0.12
@@ -477,8 +477,21 @@ def finish_bound(model: Any, x0: Tensor, plain: Trajectories, rows: int = BOUND_
     return f"{rows} cues, {plain_nfe.mean().item():.0f} evaluations per trajectory plain; " + "; ".join(parts)
 
 
+def _endings_runs(s: Settings, case: CaseResult, problem: str, model: Any, x0: Tensor,
+                  runs: list[tuple[str, SolverConfig, str]], repeats: int) -> dict[str, Measurement]:
+    """Time ``integrate`` under each configuration of ``runs`` (name, config, note); a row each, compared with
+    the first."""
+    measured: dict[str, Measurement] = {}
+    for name, cfg, note in runs:
+        measured[name] = m = measure(lambda cfg=cfg: integrate(model, x0, cfg), s.device, repeats=repeats)
+        log(f"{problem}, {name}: {m.median:.3f} s, {m.result.nfe.double().mean():.1f} evaluations per trajectory, "
+            f"{m.result.counts()}, {int(m.result.newton.sum())} finished by Newton")
+        case.rows.append(_endings_row(problem, name, m, measured[runs[0][0]], x0.shape[-1], note))
+    return measured
+
+
 def endings_case(s: Settings) -> CaseResult:
-    case = CaseResult("endings", "5. Endings: Newton finish of slow tails, stalls, stiff systems", ENDINGS_COLUMNS)
+    case = CaseResult("endings", "8. Endings: Newton finish of slow tails, stalls, stiff systems", ENDINGS_COLUMNS)
     # (a) the slow tails of retrieval at α = 0.12
     prob = retrieval_problem(s.retrieval_n, s.retrieval_b, TAIL_LOAD, s.device)
     model, n = prob.system.model, prob.n
@@ -487,12 +500,7 @@ def endings_case(s: Settings) -> CaseResult:
             ("default: Newton finish", SolverConfig(), "attempts where the tail left costs more than an attempt"),
             ("newton_cost=0: every attempt", SolverConfig(newton_cost=0.0),
              "attempts at every halving of the speed below newton_speed")]
-    measured = {}
-    for name, cfg, note in runs:
-        measured[name] = m = measure(lambda cfg=cfg: integrate(model, prob.x0, cfg), s.device, repeats=s.repeats)
-        log(f"{problem}, {name}: {m.median:.3f} s, {m.result.nfe.double().mean():.1f} evaluations per trajectory, "
-            f"{m.result.counts()}, {int(m.result.newton.sum())} finished by Newton")
-        case.rows.append(_endings_row(problem, name, m, measured[runs[0][0]], n, note))
+    measured = _endings_runs(s, case, problem, model, prob.x0, runs, s.repeats)
     plain = measured[runs[0][0]]
     for name, _, _ in runs[1:]:
         case.notes.append(f"{problem}, {name}: " + _same_end_states(model, plain.result, measured[name].result))
@@ -523,12 +531,7 @@ def endings_case(s: Settings) -> CaseResult:
     if not s.quick:
         before = SolverConfig(early_stall=False, newton_finish=False)
         runs.insert(0, ("dopri5, before: no early stall, no Newton", before, "as hopbench before: crawls to t_max"))
-    measured = {}
-    for name, cfg, note in runs:
-        measured[name] = m = measure(lambda cfg=cfg: integrate(stiff, y0, cfg), s.device, repeats=1)
-        log(f"{problem}, {name}: {m.median:.3f} s, {m.result.nfe.double().mean():.0f} evaluations per trajectory, "
-            f"{m.result.counts()}")
-        case.rows.append(_endings_row(problem, name, m, measured[runs[0][0]], 6, note))
+    measured = _endings_runs(s, case, problem, stiff, y0, runs, 1)
     base, fast = measured[runs[0][0]], measured["ros34pw2"]
     case.targets.append(Target(f"{problem}: wall time, {runs[0][0]} / ros34pw2 (≥ 10×)", base.median / fast.median, 10))
     case.notes += [

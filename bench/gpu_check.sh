@@ -67,6 +67,7 @@ if [ -z "$PY" ]; then
     exit 2
 fi
 if compgen -G ".whl/*.whl" > /dev/null; then
+    rm -rf /tmp/hopbench-site
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/hopbench-site \
         .whl/*.whl || exit 2
     export PYTHONPATH="$PYTHONPATH:/tmp/hopbench-site"

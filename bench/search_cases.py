@@ -27,7 +27,6 @@ import torch
 from bench.cases import LOAD, CaseResult, Settings, Target, log
 from bench.harness import measure, timed
 from bench.workloads import FLIP, fixed_points, retrieval_problem
-from hopbench import threads
 from hopbench.analysis.capacity import CapacityConfig, RetrievalTrial, search
 from hopbench.analysis.metrics import retrieval
 from hopbench.analysis.stability import StabilityConfig, analyse, eigvalsh, jacobian_verdicts
@@ -222,7 +221,6 @@ def threads_case(s: Settings) -> CaseResult:
         for name, (b, work) in _workloads(n, s.device).items():
             for neighbour in (False, True):
                 with busy_neighbour(neighbour):
-                    threads._idle_seen = None  # measure the neighbour afresh
                     auto = choose("auto", n)
                     with job_budget(1):
                         one = measure(work, s.device, repeats=s.repeats)

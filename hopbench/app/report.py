@@ -123,8 +123,8 @@ def warnings_for(results: dict) -> list[str]:
             unsettled = total - counts.get("converged", 0)
             if total and unsettled / total > UNSETTLED_WARNING:
                 detail = ", ".join(f"{v} {k}" for k, v in counts.items() if k != "converged" and v)
-                hint = "; a larger solver.t_max lets the max_time ones settle or stall" if counts.get("max_time") \
-                    else ""
+                hint = ("; a larger solver.t_max lets the max_time ones settle or stall" if counts.get("max_time")
+                        else "")
                 out.append(f"{name}: {unsettled} of {total} {label} trajectories never reached a steady state "
                            f"({detail}); its metrics describe where they stopped, not attractors{hint}")
         for key, note in (("capacity_alpha", "capacity_note"), ("alpha_s", "alpha_s_note")):
