@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -142,8 +142,11 @@ class TrainResult:
     seconds: float
     stop_reason: str
     steps_run: int
-    best_step: int
-    best: dict = field(default_factory=dict)
+    best: dict  # the history row of the kept weights' validation
+
+    @property
+    def best_step(self) -> int:
+        return int(self.best["step"])
 
 
 class _Parameters(torch.nn.Module):
@@ -200,10 +203,9 @@ class TrainingProblem:
     def build(cls, system: System, cfg: TrainConfig, *, cue: Corruption) -> TrainingProblem:
         net = system.net
         return cls(system, cfg, cue, data_loss(cfg.loss, net.lagrangian, system.data),
-                   system.data.patterns.to(device=net.device, dtype=net.dtype), generator(system.seed, "training cues"))
+                   system.patterns, generator(system.seed, "training cues"))
 
 
-Objective = Callable[[TrainingProblem, Network], dict[str, Tensor]]
 OBJECTIVES: Registry[dict[str, Tensor]] = Registry("task.objective")
 
 
@@ -266,8 +268,8 @@ class _Validation:
                                       generator(system.seed, "validation cues"))
 
     @torch.no_grad()
-    def __call__(self, net: Network) -> dict[str, float]:
-        system = _system_on(self.problem.system, net)
+    def __call__(self, system: System) -> dict[str, float]:
+        """Validate the problem's system on other weights (``_system_on``)."""
         traj, outcome = retrieve(system, system.model, self.index, self.cues, self.solver, threshold=self.threshold)
         loss = float(self.problem.loss(system.model.preactivation(traj.x), self.targets))
         return {"val_accuracy": float(outcome["success"].double().mean()),
@@ -336,9 +338,10 @@ def train(system: System, cfg: TrainConfig, *, cue: Corruption,
         validate = finite and (step % cfg.validate_every == 0 or step == cfg.steps)
         if validate:
             frozen = Network(current.W.detach().clone(), current.b.detach().clone(), net.lagrangian, net.visible)
-            row.update(validation(frozen))
+            checked = _system_on(system, frozen)
+            row.update(validation(checked))
             if probe is not None:
-                row.update(probe(_system_on(system, frozen)))
+                row.update(probe(checked))
             row["best"] = _better(row, best, cfg)
             if row["best"]:
                 best, best_weights, stale, stale_lr = row, (frozen.W, frozen.b), 0, 0
@@ -372,7 +375,7 @@ def train(system: System, cfg: TrainConfig, *, cue: Corruption,
         W, b = params.W().detach().clone(), params.b.detach().clone()
     trained = Network(W, b, net.lagrangian, net.visible)
     return TrainResult(_system_on(system, trained), history, time.perf_counter() - start,
-                       stop_reason, step, int(best["step"]), best)
+                       stop_reason, step, best)
 
 
 def _system_on(system: System, net: Network) -> System:

@@ -87,15 +87,13 @@ class Job:
 
     def build(self, **changes: object) -> dict[str, System]:
         """One system per model of the job on the same patterns and weights (``changes``: e.g. n_patterns)."""
-        spec = self.system.replace(**changes) if changes else self.system
-        base = build_system(spec)
-        out = {}
-        for kind in self.models():
-            if kind.name == spec.model.name:
-                out[kind.name] = base
-            else:  # a comparison partner runs its natural strategy and energy
-                out[kind.name] = base.with_model(kind)
-        return out
+        return self.partners(build_system(self.system.replace(**changes) if changes else self.system))
+
+    def partners(self, system: System) -> dict[str, System]:
+        """``system``'s weights and patterns under every model of the job: the job's own model as it is, a
+        comparison partner with its natural strategy and energy."""
+        return {kind.name: system if kind.name == self.model.name else system.with_model(kind)
+                for kind in self.models()}
 
     def thread_budget(self) -> AbstractContextManager[int]:
         """The job's CPU thread budget (hopbench.threads), set once around everything the job computes."""

@@ -28,7 +28,7 @@ from hopbench.app import plots
 from hopbench.app.job import Job, Task
 from hopbench.app.tracking import Recorder
 from hopbench.core.models import Model
-from hopbench.core.system import System
+from hopbench.core.system import System, build_system
 from hopbench.errors import ConfigError, flag, number
 from hopbench.registry import Registry
 
@@ -127,14 +127,14 @@ class Train(TrainConfig, EvaluationParts, Task):
     def run(self, job: Job, recorder: Recorder) -> dict:
         def probe(system: System) -> dict:
             out = {}
-            for name, partner in _partners(job, system).items():
+            for name, partner in job.partners(system).items():
                 m = stability_at_patterns(partner, partner.model, job.solver, job.stability,
                                           max_points=job.stability.max_points, threshold=job.retrieval.threshold)
                 out.update({f"{name}_{k}": m.scalars[k] for k in ("stable_fraction", "dead_fraction",
                                                                    "energy_inconclusive_fraction")})
             return out
 
-        result = train(job.build()[job.model.name], self, cue=job.cue, solver=job.solver,
+        result = train(build_system(job.system), self, cue=job.cue, solver=job.solver,
                        threshold=job.retrieval.threshold, probe=probe if self.stability else None,
                        on_log=recorder.log)
         trained = result.system
@@ -148,18 +148,13 @@ class Train(TrainConfig, EvaluationParts, Task):
         if self.stability:
             recorder.figure("training_dead_neurons", lambda: plots.training_stability(
                 history, f"Stored fixed points as the weights learn ({label})"))
-        out = _evaluate(job, self, recorder, _partners(job, trained))
+        out = _evaluate(job, self, recorder, job.partners(trained))
         out["metrics"].update({
             "train_loss_initial": result.history[0]["loss"], "train_loss_final": result.history[-1]["loss"],
             "train_steps": result.steps_run, "train_stop_reason": result.stop_reason,
             "train_best_step": result.best_step, "val_accuracy_initial": result.history[0]["val_accuracy"],
             "val_accuracy_best": result.best["val_accuracy"], "train_time_s": result.seconds})
         return out
-
-
-def _partners(job: Job, system: System) -> dict[str, System]:
-    """``system``'s weights and patterns under every model of the job (its own model for the job's)."""
-    return {kind.name: system if kind.name == job.model.name else system.with_model(kind) for kind in job.models()}
 
 
 def _evaluate(job: Job, parts: EvaluationParts, recorder: Recorder, systems: dict[str, System]) -> dict:
