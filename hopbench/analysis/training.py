@@ -64,10 +64,12 @@ from hopbench.registry import Registry
 from hopbench.solve import CONVERGED, SolverConfig
 from hopbench.solve.trajectories import FIXED_METHODS
 
-__all__ = ["LOSSES", "OBJECTIVES", "STOP_REASONS", "TrainConfig", "TrainResult", "TrainingProblem", "data_loss",
-           "stability_penalty", "train"]
+__all__ = ["BOOKKEEPING", "LOSSES", "OBJECTIVES", "STOP_REASONS", "TrainConfig", "TrainResult", "TrainingProblem",
+           "data_loss", "stability_penalty", "train"]
 
 LOSSES = ("auto", "mse", "cross_entropy")
+#: the columns of a training history row that are not loss terms (the probe adds ``*_fraction`` columns)
+BOOKKEEPING = ("step", "time_s", "lr", "grad_norm", "best", "val_accuracy", "val_loss", "val_converged")
 SCHEDULES = ("constant", "cosine", "plateau")
 MONITORS = ("accuracy", "loss")
 #: torchdiffeq methods for the denoising integration (adaptive ones use rtol/atol, fixed ones step_size)

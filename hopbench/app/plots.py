@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hopbench.analysis.training import BOOKKEEPING
 from hopbench.solve import EnergyTrace
 
 __all__ = ["SPECTRA_POINTS", "capacity_curve", "critical_load_curve", "energy_traces", "metric_lines",
@@ -201,16 +202,12 @@ def phase_diagram(points: pd.DataFrame, metric: str, x: str, y: str, panels: Seq
     return fig
 
 
-#: columns of a training history that are not loss terms
-_NOT_LOSSES = ("step", "time_s", "lr", "grad_norm", "best", "val_accuracy", "val_loss", "val_converged")
-
-
 def training_curve(history: pd.DataFrame, title: str) -> Figure:
     """``task=train``'s curves against the optimisation step: every loss term and the validation loss (log
     scale), the held-out retrieval accuracy (the kept step marked), and the learning rate."""
     fig = Figure(figsize=(15, 3.8), layout="tight")
     losses, accuracy, lr = fig.subplots(1, 3)
-    terms = [c for c in history.columns if c not in _NOT_LOSSES and not c.endswith("_fraction")]
+    terms = [c for c in history.columns if c not in BOOKKEEPING and not c.endswith("_fraction")]
     for column in [*terms, *(["val_loss"] if "val_loss" in history else [])]:
         rows = history[history[column].notna()]
         values = rows[column].to_numpy(dtype=float)

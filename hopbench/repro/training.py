@@ -208,13 +208,29 @@ def _row(table: pd.DataFrame, dataset: str, n_patterns: int, weights: str) -> pd
     return None if rows.empty else rows.iloc[0]
 
 
+def _pairs(table: pd.DataFrame) -> list[tuple[str, int, pd.Series, pd.Series]]:
+    """(dataset, P, pseudo-inverse row, denoise row) for every load where both were run, in (dataset, P) order."""
+    out = []
+    for (dataset, n_patterns), group in table.groupby(["dataset", "P"], sort=True):
+        pinv, den = _row(group, dataset, n_patterns, "pseudoinverse"), _row(group, dataset, n_patterns, "denoise")
+        if pinv is not None and den is not None:
+            out.append((dataset, int(n_patterns), pinv, den))
+    return out
+
+
+def _colors(names: list[str]) -> dict:
+    """One tab10 colour per name, the same in every figure of the reproduction."""
+    import matplotlib.pyplot as plt
+
+    return dict(zip(names, plt.cm.tab10(np.linspace(0, 1, 10))[: len(names)], strict=True))
+
+
 def claim_verdicts(table: pd.DataFrame, steps: pd.DataFrame, p: dict) -> list[Verdict]:
     out = []
-    trained = [name for name in VARIANTS]
     for key, strict in (("at_least", False), ("better", True)):
         dataset, n_patterns = p[key][0], int(p[key][1])
         pinv = _row(table, dataset, n_patterns, "pseudoinverse")
-        found = {n: _row(table, dataset, n_patterns, n) for n in trained}
+        found = {n: _row(table, dataset, n_patterns, n) for n in VARIANTS}
         found = {n: r for n, r in found.items() if r is not None}
         label = "(a)" if key == "at_least" else "(b)"
         relation = "better than" if strict else "at least as well as"
@@ -230,14 +246,8 @@ def claim_verdicts(table: pd.DataFrame, steps: pd.DataFrame, p: dict) -> list[Ve
                                                                       for n, r in found.items()))
         out.append(Verdict(claim, text, f"best trained ({best}) {'>' if strict else '≥'} pseudo-inverse", bool(ok),
                            {"pseudoinverse": pinv["accuracy"], **{n: r["accuracy"] for n, r in found.items()}}))
-    above, rows = [], []
-    for (dataset, n_patterns), group in table.groupby(["dataset", "P"], sort=True):
-        pinv, den = _row(group, dataset, n_patterns, "pseudoinverse"), _row(group, dataset, n_patterns, "denoise")
-        if pinv is None or den is None:
-            continue
-        rows.append((dataset, int(n_patterns), pinv, den))
-        if pinv["accuracy"] < p["level"]:
-            above.append((dataset, int(n_patterns), pinv["accuracy"], den["accuracy"]))
+    rows = _pairs(table)
+    above = [(d, n, pinv["accuracy"], den["accuracy"]) for d, n, pinv, den in rows if pinv["accuracy"] < p["level"]]
     text = "; ".join(f"{d} P = {n}: {a:.3f} → {b:.3f}" for d, n, a, b in above) or "no load above capacity"
     out.append(Verdict(f"(c) denoising training beats the pseudo-inverse above its capacity (where its accuracy "
                        f"< {p['level']:g})", text, "denoise accuracy > pseudo-inverse accuracy at every such load",
@@ -290,11 +300,7 @@ def _dead_neuron_verdicts(table: pd.DataFrame, steps: pd.DataFrame) -> list[Verd
                                   f"step's points, "
                                   f"{int(probed['e3_inconclusive_marginal_points'].sum())} of them Jacobian-marginal)",
                        f"≤ {PASS_AT_MOST:g} of the points with dead neurons", dead > 0 and flat <= PASS_AT_MOST * dead)]
-    changes = []
-    for (dataset, n_patterns), group in table.groupby(["dataset", "P"], sort=True):
-        pinv, den = _row(group, dataset, n_patterns, "pseudoinverse"), _row(group, dataset, n_patterns, "denoise")
-        if pinv is not None and den is not None:
-            changes.append((dataset, int(n_patterns), pinv["eq1_dead_fraction"], den["eq1_dead_fraction"]))
+    changes = [(d, n, pinv["eq1_dead_fraction"], den["eq1_dead_fraction"]) for d, n, pinv, den in _pairs(table)]
     hebbian = [(d, int(n), _row(table, d, n, "hebbian")["eq1_dead_fraction"], r["eq1_dead_fraction"])
                for d, n, r in ((r["dataset"], r["P"], r) for _, r in
                                table[table["weights"] == "denoise_hebbian"].iterrows())]
@@ -343,7 +349,7 @@ def _draw_comparison(table: pd.DataFrame, p: dict):
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = plt.subplots(3, len(datasets), figsize=(6.5 * len(datasets), 11), squeeze=False)
     names = list(dict.fromkeys(table["weights"]))
-    colors = dict(zip(names, plt.cm.tab10(np.linspace(0, 1, 10))[: len(names)], strict=True))
+    colors = _colors(names)
     for col, dataset in enumerate(datasets):
         sub = table[table["dataset"] == dataset]
         for name in names:
@@ -374,7 +380,7 @@ def _draw_curves(steps: pd.DataFrame):
     width = max(steps[steps["dataset"] == d]["P"].nunique() for d in datasets)
     fig, axes = plt.subplots(len(datasets), width, figsize=(5.2 * width, 3.9 * len(datasets)), squeeze=False)
     names = list(dict.fromkeys(steps["weights"]))
-    colors = dict(zip(names, plt.cm.tab10(np.linspace(0, 1, 10))[: len(names)], strict=True))
+    colors = _colors(names)
     for row, dataset in enumerate(datasets):
         loads = sorted(steps[steps["dataset"] == dataset]["P"].unique())
         for ax in axes[row, len(loads):]:
