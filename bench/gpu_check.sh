@@ -21,8 +21,8 @@ ROOT=$(pwd)
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 TOTAL=${TOTAL_SECONDS:-570}   # 10 minutes less a margin for start-up and the report
-TESTS_S=${TESTS_SECONDS:-240}
-BENCH_S=${BENCH_SECONDS:-200}
+TESTS_S=${TESTS_SECONDS:-180}
+BENCH_S=${BENCH_SECONDS:-220}
 LOGS=bench/results/gpu_check
 RESULTS=bench/RESULTS_cuda.md
 START=$(date +%s)
@@ -92,8 +92,11 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2> /dev/null ||
     "$PY" -c "import torch; print(torch.cuda.get_device_name(0))" > "$LOGS/gpu.txt" 2>&1
 
-# 1. tests on the GPU (tests without a device switch still run on the CPU)
-step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -rs -p no:cacheprovider --durations=10 tests
+# 1. tests on the GPU (tests without a device switch still run on the CPU), over 8 workers where pytest-xdist is
+XDIST=()
+"$PY" -c "import xdist" 2> /dev/null && XDIST=(-n 8)
+step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -rs -p no:cacheprovider --durations=10 \
+    "${XDIST[@]}" tests
 
 # 2. the benchmark on the GPU; its scaling case stops starting new sizes at the --budget
 step bench "$BENCH_S" "$PY" bench/run.py --device cuda --budget $((BENCH_S * 2 / 3)) --markdown "$LOGS/bench.md"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -81,20 +82,24 @@ def check_idle(wait: float) -> float:
         print(f"  other processes use {share:.0%} of the CPU; waiting for an idle machine", flush=True)
 
 
-def run_cases(s: Settings, only: list[str] | None) -> list[CaseResult]:
+def run_cases(s: Settings, only: list[str] | None,
+              on_case: Callable[[list[CaseResult], int], None]) -> list[CaseResult]:
+    """Run the planned cases in order; after each, ``on_case(results so far, cases planned)`` saves them, so a
+    run stopped part-way (a time limit on a borrowed GPU machine) still leaves the finished cases' report."""
     plan = [("retrieval", retrieval_case)]
     if s.device.type == "cuda":
         plan.append(("retrieval_gpu", gpu_retrieval_case))
     plan += [("roofline", roofline_case), ("stability", stability_case), ("scaling", scaling_case),
              ("extremal", extremal_case), ("capacity", capacity_case), ("threads", threads_case),
              ("endings", endings_case)]
-    results = []
+    plan = [(name, case) for name, case in plan if only is None or name in only]
+    results: list[CaseResult] = []
     for name, case in plan:
-        if only is None or name in only:
-            print(f"[{name}]", flush=True)
-            start = time.perf_counter()
-            results.append(case(s))
-            print(f"  ({time.perf_counter() - start:.1f} s)", flush=True)
+        print(f"[{name}]", flush=True)
+        start = time.perf_counter()
+        results.append(case(s))
+        print(f"  ({time.perf_counter() - start:.1f} s)", flush=True)
+        on_case(results, len(plan))
     return results
 
 
@@ -115,17 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     info["repeats"] = f"{s.repeats} timed (median) after 1 warm-up"
     print("[warm-up]", flush=True)
     warm_up(s)
-    cases = run_cases(s, args.only)
     suffix = ("_cuda" if device.type == "cuda" else "") + ("_quick" if s.quick else "")
-    csvs = write_csvs(info, cases, args.out_dir, suffix)
     markdown = args.markdown
     if markdown is None and not s.quick:
         markdown = HERE / ("RESULTS_cuda.md" if device.type == "cuda" else "RESULTS.md")
-    elapsed = time.perf_counter() - start
-    print(text_report(info, cases, elapsed))
-    command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = ("python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+
+    def save(done: list[CaseResult], planned: int) -> list[Path]:
+        csvs = write_csvs(info, done, args.out_dir, suffix)
+        if markdown is not None:
+            text = markdown_report(info, done, time.perf_counter() - start, command)
+            if len(done) < planned:
+                text = text.replace("\n## Machine", f"\n**Partial:** {len(done)} of {planned} cases so far; the "
+                                    "run had not finished when this was written.\n\n## Machine", 1)
+            tmp = markdown.with_name(markdown.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(markdown)
+        return csvs
+
+    cases = run_cases(s, args.only, save)
+    csvs = save(cases, len(cases))
+    print(text_report(info, cases, time.perf_counter() - start))
     if markdown is not None:
-        markdown.write_text(markdown_report(info, cases, elapsed, command.strip()))
         print(f"wrote {markdown}")
     print("wrote " + ", ".join(str(p) for p in csvs))
     print(f"total elapsed: {time.perf_counter() - start:.1f} s")
