@@ -12,6 +12,7 @@
 #   bash bench/gpu_wheels.sh           # beforehand, on a machine with the package index
 #   bash bench/gpu_check.sh            # on the GPU machine, from the repository root (or anywhere)
 #   TOTAL_SECONDS=900 bash bench/gpu_check.sh
+#   TOTAL_SECONDS=150 BENCH_ARGS=--quick REPROS=prop1 bash bench/gpu_check.sh   # a rehearsal
 #
 # Logs: bench/results/gpu_check/*.log; reproductions go to bench/results/gpu_check/reproductions/ (the CPU
 # reproductions in reproductions/ are left alone).
@@ -23,6 +24,8 @@ PY="$VENV/bin/python"
 TOTAL=${TOTAL_SECONDS:-570}   # 10 minutes less a margin for start-up and the report
 TESTS_S=${TESTS_SECONDS:-180}
 BENCH_S=${BENCH_SECONDS:-220}
+BENCH_ARGS=${BENCH_ARGS:-}   # e.g. --quick for a rehearsal of a few seconds
+REPROS=${REPROS:-fig1 prop1 prop4 example7 dead_neurons hopfield_capacity prop3 critical_load}
 LOGS=bench/results/gpu_check
 RESULTS=bench/RESULTS_cuda.md
 START=$(date +%s)
@@ -72,6 +75,11 @@ if compgen -G ".whl/*.whl" > /dev/null; then
         .whl/*.whl || exit 2
     export PYTHONPATH="$PYTHONPATH:/tmp/hopbench-site"
 fi
+if ! "$PY" -c "import hopbench.conf" 2> /dev/null; then
+    # a checkout that is not installed: the configs (conf/, the package hopbench.conf) resolve only through the
+    # install's package mapping, so install it in development mode (no network, no dependencies)
+    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . || exit 2
+fi
 echo "gpu_check: $PY"
 if ! "$PY" - <<'EOF'
 import sys
@@ -99,10 +107,12 @@ step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -rs -p no:ca
     "${XDIST[@]}" tests
 
 # 2. the benchmark on the GPU; its scaling case stops starting new sizes at the --budget
-step bench "$BENCH_S" "$PY" bench/run.py --device cuda --budget $((BENCH_S * 2 / 3)) --markdown "$LOGS/bench.md"
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of words
+step bench "$BENCH_S" "$PY" bench/run.py --device cuda --budget $((BENCH_S * 2 / 3)) --markdown "$LOGS/bench.md" \
+    $BENCH_ARGS
 
 # 3. full-size reproductions on the GPU, cheapest first, as long as time is left
-for which in fig1 prop1 prop4 example7 dead_neurons hopfield_capacity prop3 critical_load; do
+for which in $REPROS; do
     step "repro_$which" 600 "$PY" -m hopbench.app.cli "experiment=repro_$which" full=true device=cuda logger=none \
         "task.out=$LOGS/reproductions" "hydra.run.dir=$LOGS/hydra/$which"
 done

@@ -15,6 +15,14 @@ from hopbench.core.network import Network
 
 DEVICE = torch.device(os.environ.get("HOPBENCH_TEST_DEVICE", "cpu"))
 F64 = torch.float64
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python: os.environ, the repository first on PYTHONPATH (a PYTHONPATH already
+    set, e.g. a folder of extra packages, is kept after it) and ``extra``."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ results; the command line's exit codes, sweeps, the report and wandb offline run
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,8 @@ from hopbench.app.compose import job_from_config
 from hopbench.app.report import main as report_main
 from hopbench.app.report import warnings_for
 from hopbench.app.tracking import atomic_path, json_safe, write_json
-from tests.conftest import compose_hydra, run_inprocess
+from tests.conftest import ROOT, compose_hydra, run_inprocess, subprocess_env
 
-ROOT = Path(__file__).resolve().parent.parent
 HOPBENCH = [sys.executable, "-m", "hopbench.app.cli"]
 REQUIRED_RESULT_KEYS = {"config", "config_hash", "task", "status", "metrics", "theory_backed", "timing", "device",
                         "versions", "system", "models", "tables", "figures", "choices", "warnings"}
@@ -29,8 +27,7 @@ SMALL = ["logger=none", "n_neurons=24", "spurious.n_states=20", "lyapunov.n_stat
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT),
-                **(env or {})}
+    full_env = subprocess_env(WANDB_MODE="disabled", PYTHONWARNINGS="ignore", **(env or {}))
     proc = subprocess.run([*HOPBENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -206,7 +203,7 @@ def test_failing_job_in_a_real_sweep(tmp_path: Path) -> None:
                            "dataset.kind=bipolar", "n_neurons=20", "n_patterns=2", "logger=none",
                            "task.spurious=false", "task.stability=false", "lyapunov.n_states=9"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)})
+                          env=subprocess_env(WANDB_MODE="disabled"))
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "1 of 2 jobs did not finish ok" in proc.stderr and "flaky.npz" in proc.stderr
     statuses = sorted(r["status"] for r in results_in(tmp_path / "multirun"))
@@ -220,7 +217,7 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
     sweep = next((tmp_path / "multirun").glob("*/*"))
     proc = subprocess.run([sys.executable, "-m", "hopbench.app.report", str(sweep)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(sweep / "summary.csv").query("row == 'job'")
     assert sorted(zip(summary["model"], summary["activation"], strict=True)) == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from hopbench.repro import MODULES, TIMING_FILE, Context, Verdict, reproduce, write_report
-from tests.conftest import DEVICE, compose_hydra, run_inprocess
+from tests.conftest import DEVICE, compose_hydra, run_inprocess, subprocess_env
 
 
 def tiny_params(name: str) -> dict:
@@ -89,7 +88,7 @@ def test_reproduce_task_runs_from_the_cli_and_reports_its_verdicts(tmp_path: Pat
     proc = subprocess.run([sys.executable, "-m", "hopbench.app.cli", "experiment=repro_prop1",
                            "task.params=${task.tiny_params}", "logger=none"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     verdict = json.loads((tmp_path / "reproductions" / "prop1" / "verdict.json").read_text())
     (results_file,) = tmp_path.glob("outputs/**/results.json")

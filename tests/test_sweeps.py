@@ -25,8 +25,8 @@ from hopbench.app import plots, runner, tasks
 from hopbench.app.report import aggregate, collect, figure_axes, key_columns, write_summary
 from hopbench.app.sweep import MAX_DIRNAME, job_dirname
 from hopbench.app.tracking import RUN_SETTINGS, completed, config_hash, flat_config, run_id, write_json
-from tests.conftest import compose_hydra, run_inprocess
-from tests.test_app import ROOT, wandb_records
+from tests.conftest import compose_hydra, run_inprocess, subprocess_env
+from tests.test_app import wandb_records
 
 HOPBENCH = [sys.executable, "-m", "hopbench.app.cli"]
 TINY = ["logger=none", "n_neurons=16", "spurious.n_states=6", "lyapunov.n_states=6", "retrieval.n_cues=2",
@@ -35,8 +35,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def hopbench(args: list[str], cwd: Path, env: dict | None = None, **kwargs: object) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT),
-                **(env or {})}
+    full_env = subprocess_env(WANDB_MODE="disabled", PYTHONWARNINGS="ignore", **(env or {}))
     return subprocess.run([*HOPBENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900,
                           **kwargs)
 
@@ -356,7 +355,7 @@ def test_a_killed_sweep_resumes_without_recompute(tmp_path: Path) -> None:
     leaves the finished ones' files as they were, byte for byte."""
     sweep = tmp_path / "sweep"
     args = ["-m", "model=original,modified", "seed=0,1,2", *TINY, f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    env = subprocess_env(WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
     proc = subprocess.Popen([*HOPBENCH, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600

@@ -8,7 +8,6 @@ start new interpreters, as a sweep's jobs and a user's command do.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from hopbench import threads
+from tests.conftest import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+ENV = subprocess_env(WANDB_MODE="disabled")
 
 
 def _python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -110,6 +110,7 @@ def probe_activation(name: str, W: Tensor, b: Tensor, params: dict, generator: t
     lagrangian = build_activation(name)
     net = Network(W, b, lagrangian)
     y, dead_tol, y_dead = probe_states(name, lagrangian, params, W.shape[0], generator)
+    y = y.to(W.device)  # drawn on the CPU generator, the same states on every device
     c_max = float(params["c_max"])
     energies = [build_energy(e, net, state=s) for e, s in ENERGIES.items()]
     probe = flat_energy_probe(net, y, energies, dead_tol=dead_tol, n_draws=int(params["n_draws"]), scale=c_max,
