@@ -100,11 +100,16 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2> /dev/null ||
     "$PY" -c "import torch; print(torch.cuda.get_device_name(0))" > "$LOGS/gpu.txt" 2>&1
 
-# 1. tests on the GPU (tests without a device switch still run on the CPU), over 8 workers where pytest-xdist is
-XDIST=()
-"$PY" -c "import xdist" 2> /dev/null && XDIST=(-n 8)
-step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -rs -p no:cacheprovider --durations=10 \
-    "${XDIST[@]}" tests
+# 1. the tests that take the test device (tests.conftest.DEVICE, the device fixture) or CUDA itself, on the GPU
+#    (the rest run on the CPU, as in CI), over 12 workers where pytest-xdist is; each test's verdict is logged
+#    as it finishes and a test that runs over 60 s fails with its stack (pytest-timeout), so a step cut short by
+#    its timeout still says which tests failed
+mapfile -t TEST_FILES < <(grep -lE "conftest import .*\bDEVICE\b|\bdevice: torch\.device\b|torch\.cuda" tests/test_*.py)
+EXTRA=()
+"$PY" -c "import xdist" 2> /dev/null && EXTRA+=(-n 12)
+"$PY" -c "import pytest_timeout" 2> /dev/null && EXTRA+=(--timeout 60)
+step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -vv --tb=short -rfEs -p no:cacheprovider \
+    --durations=15 "${EXTRA[@]}" "${TEST_FILES[@]}"
 
 # 2. the benchmark on the GPU; its scaling case stops starting new sizes at the --budget
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
@@ -131,7 +136,7 @@ done
     echo "## Tests (HOPBENCH_TEST_DEVICE=cuda)"
     echo
     echo '```'
-    grep -E "passed|failed|error|SKIPPED|FAILED" "$LOGS/tests.log" 2> /dev/null | tail -n 30
+    grep -E "FAILED|ERROR|^SKIPPED|[0-9]+ (passed|failed)|Timeout" "$LOGS/tests.log" 2> /dev/null | cut -c1-240 | tail -n 40
     echo '```'
     echo
     echo "## Benchmark (bench/run.py --device cuda)"

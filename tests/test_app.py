@@ -27,7 +27,7 @@ SMALL = ["logger=none", "n_neurons=24", "spurious.n_states=20", "lyapunov.n_stat
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = subprocess_env(WANDB_MODE="disabled", PYTHONWARNINGS="ignore", **(env or {}))
+    full_env = subprocess_env(**{"WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})})
     proc = subprocess.run([*HOPBENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]

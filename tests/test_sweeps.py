@@ -35,7 +35,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def hopbench(args: list[str], cwd: Path, env: dict | None = None, **kwargs: object) -> subprocess.CompletedProcess:
-    full_env = subprocess_env(WANDB_MODE="disabled", PYTHONWARNINGS="ignore", **(env or {}))
+    full_env = subprocess_env(**{"WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})})
     return subprocess.run([*HOPBENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900,
                           **kwargs)
 
