@@ -112,7 +112,7 @@ def test_relu_states_are_exactly_flat_for_eq4() -> None:
 
 def test_flat_starts_move_only_dead_neurons() -> None:
     system = relu_memory(3, 30)
-    y_star = system.model.initial_state(system.data.patterns.to(F64))
+    y_star = system.model.initial_state(system.patterns.to(F64))
     params = {"flat_starts": 3, "dead_tol": 1e-6, "c_max": 10.0}
     starts, owner = prop4.flat_starts(system.net, y_star, params, torch.Generator().manual_seed(0))
     assert starts.shape == (9, 30) and owner.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]

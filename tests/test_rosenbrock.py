@@ -119,11 +119,12 @@ def test_ros34pw2_follows_a_stiff_model_to_a_reference_solution() -> None:
     flow has only begun to crawl along its stiff direction)."""
     model, start = stall_system()
     y0 = torch.cat([start, model.initial_state(randn(1, 6, seed=4).sign())])
+    on_cpu = model.to("cpu")  # LSODA (scipy) runs on the CPU
     for t_max in (5.0, 15.0):
         cfg = SolverConfig(method="ros34pw2", rtol=1e-8, atol=1e-10, tol=1e-10, t_max=t_max, newton_finish=False,
                            early_stall=False)
         out = integrate(model, y0, cfg)
-        ref = odeint(lambda _, x: model.vector_field(x), y0.cpu(), torch.tensor([0.0, t_max], dtype=F64),
+        ref = odeint(lambda _, x: on_cpu.vector_field(x), y0.cpu(), torch.tensor([0.0, t_max], dtype=F64),
                      method="scipy_solver", options={"solver": "LSODA"}, rtol=1e-11, atol=1e-13)[-1]
         assert out.status_names() == ["max_time"] * 2
         torch.testing.assert_close(out.x.cpu(), ref, rtol=0, atol=1e-5)
@@ -159,7 +160,8 @@ def test_lyapunov_check_states_along_trajectories_follow_the_flow(method: str) -
     model, start = stall_system()
     y0 = torch.cat([start, model.initial_state(randn(2, 6, seed=7).sign())])
     along = _along_trajectories(model, y0, SolverConfig(method=method, rtol=1e-8, atol=1e-10, tol=1e-9))
-    ref = odeint(lambda _, x: model.vector_field(x), y0.cpu(), torch.tensor([0.0, 0.5, 2.0, 8.0], dtype=F64),
+    on_cpu = model.to("cpu")  # LSODA (scipy) runs on the CPU
+    ref = odeint(lambda _, x: on_cpu.vector_field(x), y0.cpu(), torch.tensor([0.0, 0.5, 2.0, 8.0], dtype=F64),
                  method="scipy_solver", options={"solver": "LSODA"}, rtol=1e-11, atol=1e-13)[1:]
     torch.testing.assert_close(along.cpu(), ref.reshape(-1, 6), rtol=0, atol=1e-5)
 

@@ -159,7 +159,7 @@ def test_fixed_point_objective_is_the_loss_at_the_patterns_for_every_model() -> 
         system = bipolar_memory(12, 3, weights="hebbian", model=model, strategy=strategy)
         problem = TrainingProblem.build(system, TrainConfig(), cue=FLIP)
         losses.append(fixed_point_loss(problem, system.net)["loss"])
-        X = system.data.patterns
+        X = system.patterns
         h = X @ system.net.W.T
         expected = torch.nn.functional.softplus(-8.0 * X * h).mean()  # BCE of σ(2βh) with (1 + ξ)/2
         torch.testing.assert_close(losses[-1], expected)
@@ -191,8 +191,9 @@ def test_validation_is_the_retrieval_of_held_out_cues() -> None:
     cues = FLIP.apply(targets, "bipolar", generator(system.seed, "validation cues"))
     model = system.model
     span = torch.tensor([0.0, 200.0], dtype=F64)
-    yT = odeint(lambda t, y: model.vector_field(y), model.initial_state(cues), span, rtol=1e-8, atol=1e-9)[-1]
-    expected = float((cosine(model.readout(yT), targets) >= 0.95).double().mean())
+    y0 = model.initial_state(cues.to(system.device))
+    yT = odeint(lambda t, y: model.vector_field(y), y0, span.to(system.device), rtol=1e-8, atol=1e-9)[-1]
+    expected = float((cosine(model.readout(yT).cpu(), targets) >= 0.95).double().mean())
     assert result.history[0]["val_accuracy"] == pytest.approx(expected, abs=1.5 / len(targets))
     assert 0 < expected < 1  # the check must be able to tell
     training = FLIP.apply(targets[: 4 * 10], "bipolar", generator(system.seed, "training cues"))

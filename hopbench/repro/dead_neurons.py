@@ -141,7 +141,7 @@ def kink_fraction(model: Model, x: Tensor) -> Tensor:
         return torch.zeros(x.shape[0], dtype=F64)
     h = model.preactivation(x) - lag.threshold
     scale = h.abs().amax(-1, keepdim=True).clamp_min(1.0)
-    return (h.abs() <= KINK_TOL * scale).double().mean(-1).cpu()
+    return (h.abs() <= KINK_TOL * scale).sum(-1).cpu().double() / h.shape[-1]  # on the CPU: the same on every device
 
 
 def to_modified(original: Model, y: Tensor) -> Tensor:
@@ -208,7 +208,7 @@ def measure(pair: dict[str, System], params: dict, solver: SolverConfig, config:
         table.insert(0, "model", name)
         table["is_fixed_point"] = table["polish_residual"].fillna(np.inf).to_numpy() <= fp_tol
         table["kink_fraction"] = np.nan
-        table.loc[finite.numpy(), "kink_fraction"] = kink_fraction(m64, xs[finite]).numpy()
+        table.loc[finite.cpu().numpy(), "kink_fraction"] = kink_fraction(m64, xs[finite]).numpy()
         table["at_kink"] = table["kink_fraction"].fillna(0).to_numpy() > 0
         points.append(table)
         fixed[name] = (m64, xs[torch.as_tensor(table["is_fixed_point"].to_numpy(copy=True))],
