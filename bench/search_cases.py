@@ -119,16 +119,19 @@ def old_bisection(accuracy: Callable[[int], float], n: int, level: float) -> tup
     return lo, seen
 
 
-def _cli_seconds(n: int, device: torch.device) -> tuple[float, int]:
-    """Wall time and exit code of the default ``task=capacity`` run from the command line (a fresh process)."""
+def _cli_seconds(n: int, device: torch.device) -> tuple[float, int, str]:
+    """Wall time, exit code and last stderr line of the default ``task=capacity`` run from the command line (a
+    fresh process; the repository first on PYTHONPATH, a PYTHONPATH already set kept after it)."""
     args = [sys.executable, "-m", "hopbench.app.cli", "task=capacity", f"n_neurons={n}",
             f"activation.beta={CAPACITY_BETA:g}", f"cue.level={FLIP}", f"retrieval.threshold={CAPACITY_THRESHOLD}",
             "logger=none", f"device={device.type}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": path}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         proc = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=900)
-        return time.perf_counter() - start, proc.returncode
+        lines = proc.stderr.strip().splitlines()
+        return time.perf_counter() - start, proc.returncode, lines[-1] if lines else ""
 
 
 def capacity_case(s: Settings) -> CaseResult:
@@ -154,8 +157,8 @@ def capacity_case(s: Settings) -> CaseResult:
 
         old_s, (old_p, seen) = timed(lambda: old_bisection(accuracy, n, CAPACITY_LEVEL), s.device)
         log(f"bisection over [1, N]: α_c = {None if old_p is None else old_p / n}, {old_s:.1f} s")
-    cli_s, rc = _cli_seconds(n, s.device)
-    log(f"CLI task=capacity: {cli_s:.1f} s (exit {rc})")
+    cli_s, rc, last = _cli_seconds(n, s.device)
+    log(f"CLI task=capacity: {cli_s:.1f} s (exit {rc}{': ' + last if rc else ''})")
     old_alpha = None if old_p is None else old_p / n
     case.rows += [
         {"algorithm": "geometric growth + bisection, early decisions", "N": n, "alpha_c": found.alpha,
@@ -167,12 +170,15 @@ def capacity_case(s: Settings) -> CaseResult:
          "note": "the previous task=capacity (baseline)"},
         {"algorithm": "python -m hopbench.app.cli task=capacity", "N": n, "alpha_c": None, "loads": None,
          "largest_P": None, "cues": None, "wall_s": cli_s, "speedup": None, "threads": None,
-         "note": f"default settings, fresh process (imports, Hydra, figure), exit code {rc}"},
+         "note": f"default settings, fresh process (imports, Hydra, figure), exit code {rc}"
+                 + (f": {last}" if rc else "")},
     ]
     within_one = old_p is not None and found.alpha is not None and abs(found.alpha * n - old_p) <= 1
     case.targets += [Target(f"capacity N={n}: search vs bisection over [1, N] (≥ 20×), α_c within one pattern: "
                             f"{'yes' if within_one else 'NO'}", old_s / new_s if within_one else 0.0, 20),
-                     Target(f"capacity N={n}: default CLI run under 15 s (15 / wall s ≥ 1)", 15.0 / cli_s, 1.0)]
+                     Target(f"capacity N={n}: default CLI run under 15 s (15 / wall s ≥ 1)"
+                            + ("" if rc == 0 else f", FAILED with exit code {rc}"), 15.0 / cli_s if rc == 0 else 0.0,
+                            1.0)]
     case.notes.append(f"α_c: search {found.alpha}, bisection {old_alpha}; interpolated "
                       f"{found.alpha_interpolated}. Both in-process runs under {threads} thread(s) (threads=auto).")
     return case
