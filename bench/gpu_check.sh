@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check in one call: on a machine with CUDA, (1) the test suite on the GPU (HOPBENCH_TEST_DEVICE=cuda),
-# (2) `bench/run.py --device cuda` (with the N = B = 4096 retrieval case), (3) the full-size reproductions
-# with device=cuda, all within 10 minutes (each step has a timeout taken from what is left), then
-# bench/RESULTS_cuda.md: a table of the steps, the benchmark's tables and the reproductions' verdicts.
+# The GPU check in one call: on a machine with CUDA, (1) the full-size reproductions with device=cuda, each in
+# its own process, and at the same time the tests that take the test device on the GPU
+# (HOPBENCH_TEST_DEVICE=cuda), then (2) `bench/run.py --device cuda` alone (with the N = B = 4096 retrieval
+# case), all within 10 minutes (each step has a timeout taken from what is left), then bench/RESULTS_cuda.md:
+# a table of the steps, the tests' failures, the benchmark's tables and the reproductions' verdicts.
 #
 # No network is needed or used. The Python: $VENV/bin/python (default .venv) where that exists and its torch sees
 # a GPU, else the machine's python3 (a GPU image's, with a CUDA torch). The packages that Python lacks come as
@@ -12,7 +13,9 @@
 #   bash bench/gpu_wheels.sh           # beforehand, on a machine with the package index
 #   bash bench/gpu_check.sh            # on the GPU machine, from the repository root (or anywhere)
 #   TOTAL_SECONDS=900 bash bench/gpu_check.sh
-#   TOTAL_SECONDS=150 BENCH_ARGS=--quick REPROS=prop1 bash bench/gpu_check.sh   # a rehearsal
+#   TOTAL_SECONDS=150 BENCH_ARGS=--quick REPROS=prop1 bash bench/gpu_check.sh   # a short check
+#   DEVICE=cpu LOGS=/tmp/g RESULTS=/tmp/g.md TOTAL_SECONDS=300 BENCH_ARGS=--quick REPROS="prop1 fig1" \
+#       bash bench/gpu_check.sh   # a rehearsal of the script itself where there is no GPU
 #
 # Logs: bench/results/gpu_check/*.log; reproductions go to bench/results/gpu_check/reproductions/ (the CPU
 # reproductions in reproductions/ are left alone).
@@ -23,11 +26,13 @@ VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 TOTAL=${TOTAL_SECONDS:-570}   # 10 minutes less a margin for start-up and the report
 TESTS_S=${TESTS_SECONDS:-180}
-BENCH_S=${BENCH_SECONDS:-220}
+REPRO_S=${REPRO_SECONDS:-300}   # the reproductions run beside the tests, each stopped at this
+BENCH_S=${BENCH_SECONDS:-300}   # the benchmark runs alone afterwards, in what is left up to this
 BENCH_ARGS=${BENCH_ARGS:-}   # e.g. --quick for a rehearsal of a few seconds
-REPROS=${REPROS:-fig1 prop1 prop4 example7 dead_neurons hopfield_capacity prop3 critical_load}
-LOGS=bench/results/gpu_check
-RESULTS=bench/RESULTS_cuda.md
+REPROS=${REPROS:-fig1 prop1 prop3 prop4 example7 strategies dead_neurons critical_load hopfield_capacity training}
+DEVICE=${DEVICE:-cuda}   # cpu: a rehearsal of the script where there is no GPU (with LOGS and RESULTS elsewhere)
+LOGS=${LOGS:-bench/results/gpu_check}
+RESULTS=${RESULTS:-bench/RESULTS_cuda.md}
 START=$(date +%s)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=disabled PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
@@ -79,17 +84,19 @@ report() {
         echo
         cat "$STEPS"
         echo
-        echo "## Tests (HOPBENCH_TEST_DEVICE=cuda)"
+        echo "## Tests (HOPBENCH_TEST_DEVICE=$DEVICE)"
         echo
         echo '```'
-        grep -E "FAILED|ERROR|^SKIPPED|[0-9]+ (passed|failed)|Timeout" "$LOGS/tests.log" 2> /dev/null | cut -c1-240 | tail -n 40
+        grep -E "FAILED|ERROR|^SKIPPED|[0-9]+ (passed|failed)|Timeout" "$LOGS/tests.log" 2> /dev/null | cut -c1-240 |
+            tail -n 40 | grep . ||
+            echo "(no failure logged; the log ends with: $(tail -n 1 "$LOGS/tests.log" 2> /dev/null | cut -c1-200))"
         echo '```'
         echo
-        echo "## Benchmark (bench/run.py --device cuda)"
+        echo "## Benchmark (bench/run.py --device $DEVICE)"
         echo
         if [ -s "$LOGS/bench.md" ]; then sed '1s/^# /### /' "$LOGS/bench.md"; else echo "(no benchmark report: see $LOGS/bench.log)"; fi
         echo
-        echo "## Full-size reproductions (device=cuda)"
+        echo "## Full-size reproductions (device=$DEVICE)"
         echo
         "$PY" - "$LOGS/reproductions" <<'EOF'
 import json
@@ -116,14 +123,14 @@ if [ -n "${REPORT_ONLY:-}" ]; then
     exit 0
 fi
 
-if ! { [ -x "$PY" ] && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2> /dev/null; }; then
+if [ "$DEVICE" = cuda ] && ! { [ -x "$PY" ] && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2> /dev/null; }; then
     PY=$(command -v python3 || true)
 fi
 if [ -z "$PY" ]; then
     echo "gpu_check: no Python (set VENV=... or put a python3 with a CUDA torch on the PATH)" >&2
     exit 2
 fi
-if compgen -G ".whl/*.whl" > /dev/null; then
+if ! "$PY" -c "import hydra, hydra_zen, wandb" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
     rm -rf /tmp/hopbench-site
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/hopbench-site \
         .whl/*.whl || exit 2
@@ -135,7 +142,7 @@ if ! "$PY" -c "import hopbench.conf" 2> /dev/null; then
     "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . || exit 2
 fi
 echo "gpu_check: $PY"
-if ! "$PY" - <<'EOF'
+if [ "$DEVICE" = cuda ] && ! "$PY" - <<'EOF'
 import sys
 
 try:
@@ -151,30 +158,37 @@ EOF
 then
     exit 2
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2> /dev/null ||
-    "$PY" -c "import torch; print(torch.cuda.get_device_name(0))" > "$LOGS/gpu.txt" 2>&1
+if [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2> /dev/null ||
+        "$PY" -c "import torch; print(torch.cuda.get_device_name(0))" > "$LOGS/gpu.txt" 2>&1
+else
+    echo "none: a rehearsal on the $DEVICE" > "$LOGS/gpu.txt"
+fi
 
-# 1. the tests that take the test device (tests.conftest.DEVICE, the device fixture) or CUDA itself, on the GPU
-#    (the rest run on the CPU, as in CI), over 12 workers where pytest-xdist is; each test's verdict is logged
-#    as it finishes and a test that runs over 60 s fails with its stack (pytest-timeout), so a step cut short by
-#    its timeout still says which tests failed
+# 1 and 2 at once (the GPU and 16 cores have room for both; neither is a timing):
+# 1. the full-size reproductions, every one in its own process, each stopped at REPRO_S;
+# 2. the tests that take the test device (tests.conftest.DEVICE, the device fixture) or CUDA itself, on the GPU
+#    (the rest run on the CPU, as in CI), over 8 workers where pytest-xdist is; each test's verdict is logged as
+#    it finishes and a test that runs over 60 s fails with its stack (pytest-timeout), so a step cut short by its
+#    timeout still says which tests failed
+for which in $REPROS; do
+    step "repro_$which" "$REPRO_S" "$PY" -m hopbench.app.cli "experiment=repro_$which" full=true "device=$DEVICE" \
+        logger=none "task.out=$LOGS/reproductions" "hydra.run.dir=$LOGS/hydra/$which" &
+done
 mapfile -t TEST_FILES < <(grep -lE "conftest import .*\bDEVICE\b|\bdevice: torch\.device\b|torch\.cuda" tests/test_*.py)
 EXTRA=()
-"$PY" -c "import xdist" 2> /dev/null && EXTRA+=(-n 12)
+"$PY" -c "import xdist" 2> /dev/null && EXTRA+=(-n 8)
 "$PY" -c "import pytest_timeout" 2> /dev/null && EXTRA+=(--timeout 60)
-step tests "$TESTS_S" env HOPBENCH_TEST_DEVICE=cuda "$PY" -m pytest -vv --tb=short -rfEs -p no:cacheprovider \
+step tests "$TESTS_S" env "HOPBENCH_TEST_DEVICE=$DEVICE" "$PY" -m pytest -vv --tb=short -rfEs -p no:cacheprovider \
     --durations=15 "${EXTRA[@]}" "${TEST_FILES[@]}"
+wait
 
-# 2. the benchmark on the GPU; its scaling case stops starting new sizes at the --budget
+# 3. the benchmark alone on the machine, in the time left; its scaling case stops starting new sizes at --budget
+budget=$(left)
+((budget > BENCH_S)) && budget=$BENCH_S
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
-step bench "$BENCH_S" "$PY" bench/run.py --device cuda --budget $((BENCH_S * 2 / 3)) --markdown "$LOGS/bench.md" \
+step bench "$budget" "$PY" bench/run.py --device "$DEVICE" --budget $((budget * 2 / 3)) --markdown "$LOGS/bench.md" \
     $BENCH_ARGS
-
-# 3. full-size reproductions on the GPU, cheapest first, as long as time is left
-for which in $REPROS; do
-    step "repro_$which" 600 "$PY" -m hopbench.app.cli "experiment=repro_$which" full=true device=cuda logger=none \
-        "task.out=$LOGS/reproductions" "hydra.run.dir=$LOGS/hydra/$which"
-done
 
 echo $(($(date +%s) - START)) > "$LOGS/seconds.txt"
 report
