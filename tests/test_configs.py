@@ -174,3 +174,19 @@ def test_compose_without_hydra_builds_what_hydra_composes(group: str, option: st
     via_hydra = system_spec(compose_hydra(as_overrides(options)), explicit=set(options))
     for field in dataclasses.fields(direct):
         assert _state(getattr(direct, field.name)) == _state(getattr(via_hydra, field.name)), field.name
+
+
+def test_device_auto_keeps_small_systems_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """device=auto puts a system on CUDA (where available) from AUTO_CUDA_NEURONS neurons on and on the CPU below;
+    the system's own size decides, explicit devices are kept. Runs without a GPU: availability is faked and no
+    tensor is placed (the specs are only resolved, not built)."""
+    from hopbench.core.system import AUTO_CUDA_NEURONS, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    small = compose_spec(n_neurons=AUTO_CUDA_NEURONS - 1, n_patterns=4, device="auto")
+    large = compose_spec(n_neurons=AUTO_CUDA_NEURONS, n_patterns=4, device="auto")
+    assert small.torch_device.type == "cpu" and large.torch_device.type == "cuda"
+    assert compose_spec(n_neurons=8, n_patterns=2, device="cuda").torch_device.type == "cuda"
+    assert resolve_device("auto").type == "cuda" and resolve_device("cpu", 10 * AUTO_CUDA_NEURONS).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert large.torch_device.type == "cpu"

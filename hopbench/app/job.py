@@ -22,7 +22,7 @@ from hopbench.analysis.stability import StabilityConfig
 from hopbench.app.tracking import Logger
 from hopbench.core.data import Corruption
 from hopbench.core.models import MODELS, ModelKind
-from hopbench.core.system import System, SystemSpec, build_system, resolve_device
+from hopbench.core.system import System, SystemSpec, build_system
 from hopbench.errors import ConfigError, flag
 from hopbench.solve import SolverConfig
 
@@ -68,7 +68,7 @@ class Job:
         flag("compare", self.compare)
         self.cue.check_kind(self.system.dataset.kind)
         self.task.check(self)
-        needed, available = memory_estimate(self), _available_memory(resolve_device(self.system.device))
+        needed, available = memory_estimate(self), _available_memory(self.system.torch_device)
         if available is not None and needed > available:
             raise ConfigError("n_neurons", self.system.n_neurons, f"this run needs about {needed / 2**30:.1f} GiB "
                               f"(weights, trajectories and analysis buffers), more than the {available / 2**30:.1f} "

@@ -47,9 +47,9 @@ __all__ = ["choices", "job_threads", "launcher_cores", "objective", "run_job"]
 log = logging.getLogger("hopbench")
 
 
-def _device_name(device: str) -> str:
+def _device_name(device: str, n_neurons: object) -> str:
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(device, n_neurons if isinstance(n_neurons, int) else None)
     except ConfigError:
         return str(device)
     return f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "cpu"
@@ -136,7 +136,7 @@ def run_job(cfg: DictConfig) -> float | None:
             return objective(done, cfg.objective)
     results: dict[str, Any] = {
         "status": "failed", "error": None, "task": None, "config": config, "config_hash": digest,
-        "overrides": overrides, "device": _device_name(cfg.device), "versions": versions(),
+        "overrides": overrides, "device": _device_name(cfg.device, cfg.get("n_neurons")), "versions": versions(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "choices": {k: str(v) for k, v in hc.runtime.choices.items() if k in OPTION_KEYS},
     }

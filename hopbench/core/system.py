@@ -34,14 +34,22 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Gardner (1988): no coupling matrix makes more than 2N unbiased ±1 patterns fixed points (α ≤ 2)
 GARDNER_BOUND = 2.0
 DEVICES = ("auto", "cpu", "cuda")
+#: ``device=auto`` puts a system of fewer neurons on the CPU even where CUDA is available: a GPU integration step
+#: costs milliseconds of kernel launches and host synchronisation whatever its size, so small systems run faster
+#: on the CPU (measured, bench/RESULTS.md and bench/RESULTS_cuda.md, scaling: N = 128 with 64 cues 6 ms on a
+#: 2-core CPU against 33 ms on an H200, N = 512 with 64 cues 21 ms against 30 ms, N = B = 512 0.12 s against
+#: 0.03 s; a tiny-size reproduction 2.6 s on the CPU, over 60 s on the GPU)
+AUTO_CUDA_NEURONS = 512
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
+def resolve_device(device: str, n_neurons: int | None = None) -> torch.device:
+    """``auto`` → CUDA when available (for a system of ``n_neurons`` only from :data:`AUTO_CUDA_NEURONS` on),
+    else CPU."""
     if device not in DEVICES and not str(device).startswith("cuda:"):
         raise ConfigError("device", device, "unknown device", allowed=DEVICES)
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        large = n_neurons is None or n_neurons >= AUTO_CUDA_NEURONS
+        return torch.device("cuda" if large and torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", device, "CUDA is not available on this machine", allowed=["auto", "cpu"])
     return torch.device(device)
@@ -107,6 +115,11 @@ class SystemSpec:
         self.model_spec  # noqa: B018 — strategy, energy and cue map checked against the model's state
 
     @property
+    def torch_device(self) -> torch.device:
+        """The device the system runs on (``auto`` resolved by its size, :func:`resolve_device`)."""
+        return resolve_device(self.device, self.n_neurons)
+
+    @property
     def model_spec(self) -> ModelSpec:
         return self.model.resolve(self.strategy, self.energy, self.cue_map)
 
@@ -160,5 +173,5 @@ def build_system(spec: SystemSpec) -> System:
     """Draw the patterns, store them and bind the model: the compute a :class:`SystemSpec` describes."""
     data = spec.dataset.draw(spec.n_patterns, spec.n_neurons, generator(spec.seed, "patterns"))
     net = build_network(spec.weights, data, spec.activation, generator=generator(spec.seed, "weights"),
-                        bias=spec.bias, device=resolve_device(spec.device), dtype=resolve_dtype(spec.dtype))
+                        bias=spec.bias, device=spec.torch_device, dtype=resolve_dtype(spec.dtype))
     return System(data, net, Model(spec.model_spec, net), spec.seed)

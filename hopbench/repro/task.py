@@ -11,7 +11,6 @@ from pathlib import Path
 
 from hopbench.app.job import Job, Task
 from hopbench.app.tracking import Recorder
-from hopbench.core.system import resolve_device
 from hopbench.errors import ConfigError, flag
 from hopbench.repro import MODULES, Context, load, reproduce
 
@@ -41,7 +40,7 @@ class Reproduce(Task):
         return 1, 1  # a reproduction sizes its own systems
 
     def run(self, job: Job, recorder: Recorder) -> dict:
-        ctx = Context(self.which, Path(self.out) / self.which, resolve_device(job.system.device),
+        ctx = Context(self.which, Path(self.out) / self.which, job.system.torch_device,
                       seed=job.system.seed, figures=self.figures, recorder=recorder)
         document = reproduce(self.which, self.params, ctx, full=self.full)
         metrics = {"passed": document["passed"], "claims_passed": sum(c["passed"] for c in document["claims"]),
