@@ -522,12 +522,14 @@ def endings_case(s: Settings) -> CaseResult:
                plain.result.nfe.double().mean().item() / default.result.nfe.double().mean().item(), 2),
         Target(f"{problem}, N=B={n}: wall time, plain / Newton finish (≥ 1×: never slower)",
                plain.median / default.median, 1)]
-    # (b) the stiff 6-neuron system of the Lyapunov check (modified_y, R = I − ΛWᵀ, GOE σ = 5)
+    # (b) the stiff 6-neuron system of the Lyapunov check (modified_y, R = I − ΛWᵀ, GOE σ = 5), on the CPU
+    # whatever --device: a GPU step costs milliseconds of launches whatever its size, which is why device=auto
+    # keeps such a system there (on a GPU its first row, ~60 000 steps, would take minutes)
     system = compose(model="modified_y", strategy="y_i_minus_lambda_wt", activation="tanh",
                      activation_params={"beta": BETA}, weights="goe", weights_params={"sigma": 5.0}, n_neurons=6,
-                     load=0.05, device=str(s.device))
+                     load=0.05, device="cpu")
     _, cues = make_cues(system, Flip(level=0.05), 80)
-    stiff, y0 = system.model, system.model.initial_state(cues.to(s.device, system.dtype))
+    stiff, y0 = system.model, system.model.initial_state(cues.to("cpu", system.dtype))
     problem = "stiff: N=6 modified_y, GOE σ=5"
     runs = [("dopri5, default", SolverConfig(), "early stall, Newton finish"),
             ("ros34pw2", SolverConfig(method="ros34pw2"), "Rosenbrock-W, order 3, L-stable")]
@@ -543,5 +545,6 @@ def endings_case(s: Settings) -> CaseResult:
         "Newton's LU and Cholesky factorisations are not evaluations but are in the wall time.",
         f"{problem}: the cue batch of `task=lyapunov n_neurons=6 weights=goe weights.sigma=5 model=modified_y "
         "strategy=y_i_minus_lambda_wt` (80 cues, float32); its Jacobian has an eigenvalue near −900 and the flow "
-        "runs into a stall (‖r‖∞ ≈ 0.3 where R is singular). Timed once (the first row takes tens of seconds)."]
+        "runs into a stall (‖r‖∞ ≈ 0.3 where R is singular). Timed once (the first row takes tens of seconds)"
+        + ("; on the CPU, as device=auto runs it." if s.device.type != "cpu" else ".")]
     return case
