@@ -480,13 +480,13 @@ def finish_bound(model: Any, x0: Tensor, plain: Trajectories, rows: int = BOUND_
     return f"{rows} cues, {plain_nfe.mean().item():.0f} evaluations per trajectory plain; " + "; ".join(parts)
 
 
-def _endings_runs(s: Settings, case: CaseResult, problem: str, model: Any, x0: Tensor,
+def _endings_runs(case: CaseResult, problem: str, model: Any, x0: Tensor,
                   runs: list[tuple[str, SolverConfig, str]], repeats: int) -> dict[str, Measurement]:
     """Time ``integrate`` under each configuration of ``runs`` (name, config, note); a row each, compared with
     the first."""
     measured: dict[str, Measurement] = {}
     for name, cfg, note in runs:
-        measured[name] = m = measure(lambda cfg=cfg: integrate(model, x0, cfg), s.device, repeats=repeats)
+        measured[name] = m = measure(lambda cfg=cfg: integrate(model, x0, cfg), x0.device, repeats=repeats)
         log(f"{problem}, {name}: {m.median:.3f} s, {m.result.nfe.double().mean():.1f} evaluations per trajectory, "
             f"{m.result.counts()}, {int(m.result.newton.sum())} finished by Newton")
         case.rows.append(_endings_row(problem, name, m, measured[runs[0][0]], x0.shape[-1], note))
@@ -503,7 +503,7 @@ def endings_case(s: Settings) -> CaseResult:
             ("default: Newton finish", SolverConfig(), "attempts where the tail left costs more than an attempt"),
             ("newton_cost=0: every attempt", SolverConfig(newton_cost=0.0),
              "attempts at every halving of the speed below newton_speed")]
-    measured = _endings_runs(s, case, problem, model, prob.x0, runs, s.repeats)
+    measured = _endings_runs(case, problem, model, prob.x0, runs, s.repeats)
     plain = measured[runs[0][0]]
     for name, _, _ in runs[1:]:
         case.notes.append(f"{problem}, {name}: " + _same_end_states(model, plain.result, measured[name].result))
@@ -536,7 +536,7 @@ def endings_case(s: Settings) -> CaseResult:
     if not s.quick:
         before = SolverConfig(early_stall=False, newton_finish=False)
         runs.insert(0, ("dopri5, before: no early stall, no Newton", before, "as hopbench before: crawls to t_max"))
-    measured = _endings_runs(s, case, problem, stiff, y0, runs, 1)
+    measured = _endings_runs(case, problem, stiff, y0, runs, 1)
     base, fast = measured[runs[0][0]], measured["ros34pw2"]
     case.targets.append(Target(f"{problem}: wall time, {runs[0][0]} / ros34pw2 (≥ 10×)", base.median / fast.median, 10))
     case.notes += [

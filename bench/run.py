@@ -126,20 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         markdown = HERE / ("RESULTS_cuda.md" if device.type == "cuda" else "RESULTS.md")
     command = ("python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
 
-    def save(done: list[CaseResult], planned: int) -> list[Path]:
-        csvs = write_csvs(info, done, args.out_dir, suffix)
+    csvs: list[Path] = []
+
+    def save(done: list[CaseResult], planned: int) -> None:
+        csvs[:] = write_csvs(info, done, args.out_dir, suffix)
         if markdown is not None:
-            text = markdown_report(info, done, time.perf_counter() - start, command)
-            if len(done) < planned:
-                text = text.replace("\n## Machine", f"\n**Partial:** {len(done)} of {planned} cases so far; the "
-                                    "run had not finished when this was written.\n\n## Machine", 1)
             tmp = markdown.with_name(markdown.name + ".tmp")
-            tmp.write_text(text)
+            tmp.write_text(markdown_report(info, done, time.perf_counter() - start, command, planned))
             tmp.replace(markdown)
-        return csvs
 
     cases = run_cases(s, args.only, save)
-    csvs = save(cases, len(cases))
+    if not cases:  # nothing planned: the machine's files and an empty report all the same
+        save(cases, 0)
     print(text_report(info, cases, time.perf_counter() - start))
     if markdown is not None:
         print(f"wrote {markdown}")
