@@ -164,16 +164,21 @@ def test_newton_finish_refuses_a_saddle() -> None:
     assert float(fast.x[0, 0]) > 0 > float(fast.x[1, 0])
 
 
+def _slow_linear_tails() -> tuple[Model, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(model, x0 (3, 2), A, b): ẏ = A y + b, the identity activation and W = A + I with eigenvalues of A −0.01
+    and −0.02."""
+    A = torch.tensor([[-0.015, 0.005], [0.005, -0.015]], dtype=F64)
+    b = torch.tensor([0.02, -0.01], dtype=F64)
+    net = Network((A + torch.eye(2, dtype=F64)).to(DEVICE), b.to(DEVICE), build_activation("identity"))
+    return build_model("original", net), randn(3, 2, seed=5, scale=3.0), A, b
+
+
 def test_default_cost_finishes_slow_tails_and_resolves_t_max(backend: str) -> None:
     """ẏ = (W − I) y + b with the identity activation and eigenvalues −0.01, −0.02: plain integration still
     crawls at t_max = 200, in steps so long that its tail costs fewer evaluations than a Newton attempt; at the
     default cost the finish waits, then resolves the rows at t_max (exactly, the system being linear). With a
     larger N the same tail is worth an attempt before t_max."""
-    A = torch.tensor([[-0.015, 0.005], [0.005, -0.015]], dtype=F64)
-    b = torch.tensor([0.02, -0.01], dtype=F64)
-    net = Network((A + torch.eye(2, dtype=F64)).to(DEVICE), b.to(DEVICE), build_activation("identity"))
-    model = build_model("original", net)
-    x0 = randn(3, 2, seed=5, scale=3.0)
+    model, x0, A, b = _slow_linear_tails()
     fast = integrate(model, x0, SolverConfig(backend=backend))
     plain = integrate(model, x0, SolverConfig(backend=backend, newton_finish=False))
     assert fast.status_names() == ["converged"] * 3 and bool(fast.newton.all())
@@ -182,6 +187,21 @@ def test_default_cost_finishes_slow_tails_and_resolves_t_max(backend: str) -> No
     assert bool((fast.t <= plain.t).all())  # at t_max with rows; torchdiffeq's windows cost more per unit time
     sooner = integrate(model, x0, SolverConfig(backend=backend, newton_cost=0.1))
     assert bool(sooner.newton.all()) and bool((sooner.t < 200).all()) and bool((sooner.nfe < plain.nfe).all())
+
+
+@pytest.mark.parametrize(("backend", "cost"), [("rows", 2.2), ("torchdiffeq", 5.0)])
+def test_no_attempt_before_t_max_that_costs_more_than_the_integration_up_to_t_max(backend: str, cost: float) -> None:
+    """The slow linear tails above outlast t_max = 200 (predicted 260–520 more time units at the first steady
+    checkpoint). At these attempt costs the whole predicted tail would pay for an attempt there, but the
+    integration up to t_max does not, and rows still moving at t_max get an attempt anyway: the rows integrate to
+    t_max and are resolved there, spending no more than plain integration and that one attempt."""
+    model, x0, _, _ = _slow_linear_tails()
+    cfg = SolverConfig(backend=backend, newton_cost=cost)
+    fast = integrate(model, x0, cfg)
+    plain = integrate(model, x0, replace(cfg, newton_finish=False))
+    assert fast.status_names() == ["converged"] * 3 and bool(fast.newton.all())
+    assert bool((fast.t == 200).all())
+    assert bool((fast.nfe <= plain.nfe + 10).all())
 
 
 def test_rows_cut_off_at_t_max_end_at_the_fixed_point_they_approach(backend: str) -> None:

@@ -14,9 +14,10 @@ At a check of a row at state x, time t, with speed v = ‖ẋ‖∞ and fixed-po
       may (v·stall_factor < ρ) and the prediction exceeds twice the stall threshold (2·stall_factor·tol), at two
       consecutive checkpoints (over a fourfold drop of the speed, so a passing slow-down does not count).
    b. Newton finish (``newton_finish``, v < newton_speed). The last halving time τ predicts the remaining
-      integration: τ·log₂(v/tol) time units at the row's current cost per unit time (evaluations). When that
-      exceeds the cost of an attempt, ``newton_cost``·(N + 25) evaluations (from the second halving on, past the
-      first transient), :func:`hopbench.solve.newton.finish` is tried; an accepted fixed point ends the row
+      integration: τ·log₂(v/tol) time units, at most t_max − t (a row still moving at t_max gets rule 4's
+      attempt anyway), at the row's current cost per unit time (evaluations). When that exceeds the cost of an
+      attempt, ``newton_cost``·(N + 25) evaluations (from the second halving on, past the first transient),
+      :func:`hopbench.solve.newton.finish` is tried; an accepted fixed point ends the row
       ``converged`` (if ‖ẋ‖∞ < tol there in the working dtype), a refusal waits for the speed to drop eightfold
       before the next attempt.
 4. A row about to end ``max_time`` (t_max or the step budget) with v < newton_speed gets a last Newton attempt,
@@ -166,9 +167,11 @@ class Endings:
         watch.t[rows], watch.speed[rows], watch.level[rows] = t, v, v / SPEED_DROP
 
     def _worth(self, v: Tensor, cost_rate: Tensor, watch: Watch, n: int) -> Tensor:
-        """Rule 3b's test: the tail predicted from the last halving time costs more than an attempt (two halvings
-        seen, past the first transient; NaN compares False)."""
-        remaining = watch.halving * torch.log2(v / self.cfg.tol) * cost_rate
+        """Rule 3b's test at a fresh checkpoint (``watch.t`` is now): the tail predicted from the last halving
+        time, cut at t_max, costs more than an attempt (two halvings seen, past the first transient; NaN compares
+        False)."""
+        tail = torch.minimum(watch.halving * torch.log2(v / self.cfg.tol), self.cfg.t_max - watch.t)
+        remaining = tail * cost_rate
         steady = torch.isfinite(watch.halving_before)
         return steady & (remaining >= self.cfg.newton_cost * (n + NEWTON_OVERHEAD))
 
