@@ -1,18 +1,19 @@
 """Where hopbench's ``integrate`` spends its time (evidence for the notes in bench/RESULTS.md; not part of
-``make bench``): ``python bench/profile_engine.py [--n 512] [--batch 512] [--alpha 0.05]``.
+``make bench``): ``python bench/profile_engine.py [--n 512] [--batch 512] [--alpha 0.05] [--backend rows]``.
 
-1. Windows: each torchdiffeq call of ``integrate`` (time span, active rows, evaluations, wall time), recorded by
-   wrapping ``hopbench.solve.integrate.odeint`` in this process only.
-2. Time split: vector-field time (model.vector_field, synchronised) against everything else, and the
-   heaviest torch operators (torch.profiler).
+1. Windows (``--backend torchdiffeq`` only): each torchdiffeq call of ``integrate`` (time span, active rows,
+   evaluations, wall time), recorded by wrapping ``hopbench.solve.integrate.odeint`` in this process only.
+2. Time split: vector-field time (model.vector_field) against everything else (stage arithmetic, error norms,
+   the endings' checks), and with ``--profile`` the heaviest torch operators (torch.profiler).
 3. Detection latency: when each trajectory first satisfies ‖ẋ‖∞ < tol (scipy's terminal event on a subset)
    against the time at which ``integrate`` reports it converged.
-4. The best of a few timed runs of the windowed backend.
+4. The best of a few timed runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -24,23 +25,16 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/profile_engine.py` from anywhere
 
-import hopbench.solve.integrate as solver_module
 from bench.baselines import scipy_retrieval
 from bench.workloads import BETA, RetrievalProblem, retrieval_problem, retrieved
 from hopbench.solve import SolverConfig, Trajectories, integrate
-
-# Dormand–Prince 5(4): stage coefficients A (row i: coefficients of k_0..k_{i-1}), 5th-order weights B
-# (= the last row, FSAL) and the error weights E = B − B*.
-A = [[1 / 5], [3 / 40, 9 / 40], [44 / 45, -56 / 15, 32 / 9],
-     [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
-     [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
-     [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84]]
-E = [71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40]
 
 
 # 1. windows ---------------------------------------------------------------------------------------------
 def record_windows(model: object, x0: Tensor, cfg: SolverConfig) -> tuple[Trajectories, list[dict], float]:
     """Run ``integrate`` with every torchdiffeq call timed (the wrapper is removed afterwards)."""
+    # the module, not the function of the same name that hopbench.solve exports
+    solver_module = importlib.import_module("hopbench.solve.integrate")
     original = solver_module.odeint
     windows: list[dict] = []
 
@@ -111,9 +105,10 @@ def detection_latency(prob: RetrievalProblem, out: Trajectories, cfg: SolverConf
     for row in prob.x0[idx].double().numpy():  # scipy's event time: the first time ‖ẋ‖∞ < tol
         true_t.append(_event_time(net.W.double().numpy(), net.b.double().numpy(), row, cfg))
     t_true, t_hop = np.asarray(true_t), out.t[idx].numpy()
+    where = "the accepted step where the check ends it" if cfg.row_wise else "window ends"
     ok = np.isfinite(t_true)
     return (f"first ‖ẋ‖∞ < tol (scipy event, {int(ok.sum())} converging cues): mean t = {t_true[ok].mean():.2f}; "
-            f"integrate reports them at mean t = {t_hop[ok].mean():.2f} (window ends); scipy evaluations per cue "
+            f"integrate reports them at mean t = {t_hop[ok].mean():.2f} ({where}); scipy evaluations per cue "
             f"{run.evaluations.mean():.0f}, integrate nfe per cue {out.nfe[idx].double().mean():.0f}")
 
 
@@ -163,30 +158,36 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backend", choices=("rows", "torchdiffeq"), default="rows",
+                   help="solver.backend to profile (rows: the default for dopri5)")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     p.add_argument("--stability", action="store_true", help="only the stability breakdown (N = B = 256)")
     args = p.parse_args()
     if args.stability:
         stability_breakdown(256, 256, args.repeats)
         return
-    cfg = SolverConfig(backend="torchdiffeq")  # this script profiles the windowed torchdiffeq backend
+    cfg = SolverConfig(backend=args.backend)
     prob = retrieval_problem(args.n, args.batch, args.alpha, torch.device("cpu"))
     model = prob.system.model
-    print(f"N={args.n}, B={args.batch}, α={args.alpha}, torch threads {torch.get_num_threads()}")
+    print(f"N={args.n}, B={args.batch}, α={args.alpha}, backend {args.backend}, torch threads "
+          f"{torch.get_num_threads()}")
 
     integrate(model, prob.x0, cfg)
     out, windows, total = record_windows(model, prob.x0, cfg)
-    print(f"\n1. integrate: {total:.3f} s, {len(windows)} torchdiffeq calls, counts {out.counts()}, "
-          f"nfe per trajectory mean {out.nfe.double().mean():.1f} max {int(out.nfe.max())}")
-    print("   window          active  nfe   seconds  ms/evaluation")
+    print(f"\n1. integrate: {total:.3f} s, counts {out.counts()}, nfe per trajectory mean "
+          f"{out.nfe.double().mean():.1f} max {int(out.nfe.max())}; {len(windows)} torchdiffeq calls")
+    if windows:
+        print("   window          active  nfe   seconds  ms/evaluation")
     for w in windows:
         print(f"   [{w['t0']:6.2f},{w['t1']:6.2f}]  {w['active']:6d}  {w['nfe']:4d}  {w['seconds']:7.3f}  "
               f"{1e3 * w['seconds'] / max(1, w['nfe']):8.3f}")
 
     total, inside, calls = vector_field_seconds(model, prob.x0, cfg)
+    rest = ("the Runge–Kutta stage sums, error norms, step-size updates and the endings' checks"
+            if args.backend == "rows" else "torchdiffeq's stage arithmetic, interpolation, hopbench's "
+            "per-evaluation guard (isfinite/bound/where) and per-window set-up")
     print(f"\n2. vector field: {inside:.3f} s in {calls} model.vector_field calls = {inside / total:.0%} of "
-          f"{total:.3f} s; the rest ({total - inside:.3f} s) is torchdiffeq's stage arithmetic, interpolation, "
-          "hopbench's per-evaluation guard (isfinite/bound/where) and per-window set-up")
+          f"{total:.3f} s; the rest ({total - inside:.3f} s) is {rest}")
     if args.profile:
         print(top_operators(model, prob.x0, cfg))
 
