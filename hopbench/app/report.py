@@ -65,6 +65,8 @@ _NOT_PLOTTED = {*_ROW_KEYS, "system.load", "activation", "weights", "dataset", "
                 "claims", "passed", "capacity_points", "train_time_s", "train_steps"}
 #: a warning when more than this fraction of a measurement's trajectories did not reach a steady state
 UNSETTLED_WARNING = 0.5
+#: the end-state classes and trajectory statuses of trajectories that never reached a fixed point
+UNSETTLED = ("stall", "stalled", "max_time", "diverged")
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -117,12 +119,16 @@ def warnings_for(results: dict) -> list[str]:
     """What a reader of the headline numbers must know: most trajectories never settled, no answer found."""
     out = []
     for name, metrics in _per_model(results).items():
-        for label, key in (("cue", "status_counts"), ("random-start", "spurious_status_counts")):
-            counts = metrics.get(key) or {}
+        for label, classes, statuses in (("cue", "retrieval_end_state_counts", "status_counts"),
+                                         ("random-start", "random_end_state_counts", "spurious_status_counts")):
+            # the end-state classes where the run has them (the table printed with it: a trajectory that
+            # converged to a point Newton cannot polish is a stall there), else the trajectories' statuses
+            counts = metrics.get(classes) or metrics.get(statuses) or {}
             total = sum(counts.values())
-            unsettled = total - counts.get("converged", 0)
+            off = {k: v for k, v in counts.items() if k in UNSETTLED and v}
+            unsettled = sum(off.values())
             if total and unsettled / total > UNSETTLED_WARNING:
-                detail = ", ".join(f"{v} {k}" for k, v in counts.items() if k != "converged" and v)
+                detail = ", ".join(f"{v} {k}" for k, v in off.items())
                 hint = ("; a larger solver.t_max lets the max_time ones settle or stall" if counts.get("max_time")
                         else "")
                 out.append(f"{name}: {unsettled} of {total} {label} trajectories never reached a steady state "
