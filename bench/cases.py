@@ -411,6 +411,11 @@ def _endings_row(problem: str, name: str, m: Measurement, base: Measurement, n: 
             "newton_rows": int(traj.newton.sum()), "peak_mib": m.peak_mib, "other_cpu": m.other_cpu, "note": note}
 
 
+def _seconds(value: float) -> str:
+    """A measured difference of wall times, as text: '0.11 s', or no time where it is below the resolution."""
+    return f"{value:.2f} s" if value >= 0.005 else "no measurable time"
+
+
 def _same_end_states(model: Any, plain: Trajectories, fast: Trajectories) -> str:
     """Where each row ends, with and without the Newton finish: finished rows at the fixed point that the plain
     end state polishes to (float64), the other rows at the plain end state (up to the rounding of a matmul over a
@@ -533,7 +538,7 @@ def endings_case(s: Settings) -> CaseResult:
             f"t_max only, {resolved} of plain's {late} max_time rows are resolved into converged fixed points by "
             f"their last attempt, for {extra:.2f} s ({1e3 * extra / resolved:.0f} ms per resolved row, refused "
             "attempts included: float64 LU and Cholesky factorisations of N × N matrices; plain integration leaves "
-            f"them max_time); the attempts before t_max add {default.median - at_end.median:.2f} s.")
+            f"them max_time); the attempts before t_max add {_seconds(default.median - at_end.median)}.")
     # (b) the stiff 6-neuron system of the Lyapunov check (modified_y, R = I − ΛWᵀ, GOE σ = 5), on the CPU
     # whatever --device: a GPU step costs milliseconds of launches whatever its size, which is why device=auto
     # keeps such a system there (on a GPU its first row, ~60 000 steps, would take minutes)
