@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -265,25 +266,63 @@ def test_optuna_sweeper_receives_the_objective(tmp_path: Path) -> None:
     assert any(p.name == "optimization_results.yaml" for p in (tmp_path / "multirun").rglob("*.yaml"))
 
 
+#: an offline .wandb file: a 7-byte header (":W&B", magic, version), then LevelDB log records in 32 KiB blocks
+#: counted from the start of the file (a record never starts in a block's last 6 bytes: they are zero padding)
+WANDB_HEADER, LOG_BLOCK, RECORD_HEADER = 7, 32768, 7
+
+
 def wandb_records(path: Path) -> list:
-    """The protobuf records of an offline .wandb file (a LevelDB-style log)."""
+    """The protobuf records of an offline .wandb file, each fragment's CRC-32 checked (a misread fails loudly)."""
     from wandb.proto import wandb_internal_pb2
 
-    body, block, buf, i = path.read_bytes()[7:], 32768, b"", 0
+    data, buf, i = path.read_bytes(), b"", WANDB_HEADER
     records = []
-    while i + 7 <= len(body):
-        if block - i % block < 7:
-            i += block - i % block
+    while i + RECORD_HEADER <= len(data):
+        left = LOG_BLOCK - i % LOG_BLOCK
+        if left < RECORD_HEADER:  # the block's trailer
+            i += left
             continue
-        length, kind = int.from_bytes(body[i + 4:i + 6], "little"), body[i + 6]
-        fragment = body[i + 7:i + 7 + length]
-        i += 7 + length
-        buf = fragment if kind in (1, 2) else buf + fragment
+        crc, length, kind = (int.from_bytes(data[i:i + 4], "little"), int.from_bytes(data[i + 4:i + 6], "little"),
+                             data[i + 6])
+        fragment = data[i + RECORD_HEADER:i + RECORD_HEADER + length]
+        if kind == 0 and length == 0 and not fragment:  # zeros: the unwritten end of a file still open
+            break
+        assert zlib.crc32(bytes([kind]) + fragment) == crc, f"{path}: bad record at byte {i}"
+        i += RECORD_HEADER + length
+        buf = fragment if kind in (1, 2) else buf + fragment  # FULL, FIRST; MIDDLE and LAST append
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(buf)
             records.append(record)
     return records
+
+
+def test_wandb_records_reads_records_across_blocks_and_trailers(tmp_path: Path) -> None:
+    """The reader against a log written by the format's rules: a record split over a block boundary (FIRST, LAST)
+    and a 3-byte trailer at the end of a block (the case the reader once took for a record, which lost what
+    followed)."""
+    from wandb.proto import wandb_internal_pb2
+
+    def fragment(kind: int, payload: bytes) -> bytes:
+        return (zlib.crc32(bytes([kind]) + payload).to_bytes(4, "little") + len(payload).to_bytes(2, "little")
+                + bytes([kind]) + payload)
+
+    def record(key: str, size: int) -> bytes:
+        r = wandb_internal_pb2.Record()
+        r.history.item.add(key=key, value_json="x" * size)
+        return r.SerializeToString()
+
+    first, split, last = record("a", 100), record("b", 40_000), record("c", 50)
+    out = bytearray(b":W&B\xe1\xbe\x00") + fragment(1, first)
+    room = LOG_BLOCK - len(out) - RECORD_HEADER  # the split record fills the first block ...
+    out += fragment(2, split[:room]) + fragment(4, split[room:])  # ... and ends in the second
+    filler = LOG_BLOCK - len(out) % LOG_BLOCK - 3 - RECORD_HEADER  # a record that leaves 3 bytes of the block
+    middle = next(m for n in range(filler, 0, -1) if len(m := record("d", n)) == filler)
+    out += fragment(1, middle) + bytes(3) + fragment(1, last)
+    path = tmp_path / "run-test.wandb"
+    path.write_bytes(bytes(out))
+    keys = [r.history.item[0].key for r in wandb_records(path)]
+    assert keys == ["a", "b", "d", "c"]
 
 
 def test_wandb_offline_multirun_group_job_type_and_names(tmp_path: Path) -> None:
